@@ -1,0 +1,419 @@
+"""The encode-process-decode reasoner (dm-clrs `nets.Net`, single algorithm).
+
+Same mathematics and parameter names as dm-clrs 2.0.3 with hints encoded and
+decoded, soft re-prediction and no teacher forcing: step 0 reads the true hints
+tau_0, every later step reads the soft decoding of the previous prediction.
+Differences are in the work done, not the result:
+  * input encodings (and their projections by the processor and decoders) are
+    computed once per sample, not once per step;
+  * outputs are decoded once, from the state of each sample's last step,
+    instead of at every step;
+  * the time loop is a plain `jax.lax.scan` over weights fetched beforehand;
+  * padded nodes are masked everywhere (messages, triplets, pointer candidates,
+    Sinkhorn, graph readout), so a padded batch predicts what the unpadded one does.
+
+The forward pass also returns the per-step representations Hint-ReLIC needs:
+node embeddings `h_t = [node_fts, h_{t-1}, h_t]` and, for every pointer hint, the
+pair features `r(i, j)` its decoder scores (pre-logit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Optional
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from nar import clrs_import  # noqa: F401
+from clrs._src import specs as clrs_specs
+
+from nar.layers import Affine, Dense
+from nar.processors import (BIG, FAST_KINDS, FoldedEdges, MPNNWeights, ProcessorConfig,
+                            mpnn_edge_consumers, mpnn_step)
+
+_Stage = clrs_specs.Stage
+_Loc = clrs_specs.Location
+_Type = clrs_specs.Type
+
+SINKHORN_TEMPERATURE = 0.1
+SINKHORN_STEPS_DECODE = 10      # inside the decoder, train and eval
+SINKHORN_STEPS_HINT = 25        # soft re-prediction of permutation hints
+SINKHORN_STEPS_EVAL = 50        # extra steps when scoring outputs (dm-clrs: 10 + 50)
+
+
+class NetOutput(NamedTuple):
+  """outputs: name -> logits `[B, ...]`; hints: name -> logits `[S, B, ...]` for
+  steps 1..S (S = T - 1, prediction of tau_{s} from step s-1);
+  node_reps: `[S, B, N, 3H]` or None; pair_reps: pointer hint -> `[S, B, N, N, H]`."""
+  outputs: dict
+  hints: dict
+  node_reps: Optional[jax.Array]
+  pair_reps: Optional[dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig:
+  processor: ProcessorConfig = ProcessorConfig()
+  encoder_init: str = 'xavier_on_scalars'
+
+
+def log_sinkhorn(x: jax.Array, steps: int, temperature: float, node_mask: jax.Array,
+                 noise_key: Optional[jax.Array] = None) -> jax.Array:
+  """dm-clrs `log_sinkhorn` (zero diagonal) on `[B, N, N]` logits, with padded
+  rows/columns split into their own block so they never take real mass."""
+  if noise_key is not None:
+    noise = -jnp.log(-jnp.log(jax.random.uniform(noise_key, x.shape) + 1e-12) + 1e-12)
+    x = x + noise
+  x = x / temperature
+  x = x - 1e6 * jnp.eye(x.shape[-1])
+  real = node_mask > 0.5
+  same_block = real[:, :, None] == real[:, None, :]
+  both_real = real[:, :, None] & real[:, None, :]
+  x = jnp.where(both_real, x, jnp.where(same_block, 0.0 - 1e6 * jnp.eye(x.shape[-1]), -BIG))
+  for _ in range(steps):
+    x = jax.nn.log_softmax(x, axis=-1)
+    x = jax.nn.log_softmax(x, axis=-2)
+  return x
+
+
+def _mask_candidates(logits: jax.Array, node_mask: jax.Array) -> jax.Array:
+  """Padded nodes are never a pointer target: logits `[B, ..., N]`."""
+  shape = (node_mask.shape[0],) + (1,) * (logits.ndim - 2) + (node_mask.shape[1],)
+  return jnp.where(node_mask.reshape(shape) > 0.5, logits, -BIG)
+
+
+class Net(hk.Module):
+  """Haiku module named 'net' like dm-clrs's, so parameter trees are interchangeable."""
+
+  def __init__(self, spec: dict, nb_dims: dict, config: NetConfig, name: str = 'net'):
+    super().__init__(name=name)
+    self.spec = spec
+    self.nb_dims = nb_dims
+    self.config = config
+    self.hidden = config.processor.hidden
+    for name_, (stage, loc, typ) in spec.items():
+      if stage == _Stage.HINT and typ == _Type.PERMUTATION_POINTER:
+        raise NotImplementedError(f'permutation-pointer hint {name_} is not supported')
+
+  # ---------------------------------------------------------------- parameters
+  def _construct_encoders_decoders(self):
+    """Creates encoder/decoder parameter holders with dm-clrs's names (the method
+    name is part of dm-clrs's parameter paths)."""
+    h = self.hidden
+    encoders, decoders = {}, {}
+    for name, (stage, loc, typ) in self.spec.items():
+      if stage in (_Stage.INPUT, _Stage.HINT):
+        w_init = None
+        if (self.config.encoder_init == 'xavier_on_scalars' and stage == _Stage.HINT and
+            typ == _Type.SCALAR):
+          w_init = hk.initializers.TruncatedNormal(stddev=1.0 / jnp.sqrt(h))
+        enc = [Dense(h, w_init=w_init, name=f'algo_0_{name}_enc_linear')]
+        if loc == _Loc.EDGE and typ == _Type.POINTER:
+          enc.append(Dense(h, w_init=w_init, name=f'algo_0_{name}_enc_linear'))
+        encoders[name] = enc
+      if stage in (_Stage.OUTPUT, _Stage.HINT):
+        nd = self.nb_dims[name]
+        mk = lambda size, n=name: Dense(size, name=f'algo_0_{n}_dec_linear')  # noqa: E731
+        if loc == _Loc.NODE:
+          if typ in (_Type.SCALAR, _Type.MASK, _Type.MASK_ONE):
+            dec = (mk(1),)
+          elif typ == _Type.CATEGORICAL:
+            dec = (mk(nd),)
+          else:
+            dec = (mk(h), mk(h), mk(h), mk(1))
+        elif loc == _Loc.EDGE:
+          if typ in (_Type.SCALAR, _Type.MASK, _Type.MASK_ONE):
+            dec = (mk(1), mk(1), mk(1))
+          elif typ == _Type.CATEGORICAL:
+            dec = (mk(nd), mk(nd), mk(nd))
+          else:
+            dec = (mk(h), mk(h), mk(h), mk(h), mk(1))
+        else:
+          if typ in (_Type.SCALAR, _Type.MASK, _Type.MASK_ONE):
+            dec = (mk(1), mk(1))
+          elif typ == _Type.CATEGORICAL:
+            dec = (mk(nd), mk(nd))
+          else:
+            dec = (mk(1), mk(1), mk(1))
+        decoders[name] = dec
+    return encoders, decoders
+
+  def _input_size(self, name: str) -> int:
+    _, loc, typ = self.spec[name]
+    return self.nb_dims[name] if typ == _Type.CATEGORICAL else 1
+
+  def _fetch(self, encoders, decoders, edge_size: int):
+    """All encoder/decoder weights as arrays, fetched once (outside the time loop)."""
+    h = self.hidden
+    enc_w = {n: [e.params(self._input_size(n)) for e in es] for n, es in encoders.items()}
+    e_t = edge_size
+    dec_w = {}
+    for name, ds in decoders.items():
+      _, loc, typ = self.spec[name]
+      if loc == _Loc.NODE:
+        if typ in (_Type.POINTER, _Type.PERMUTATION_POINTER):
+          ins = (3 * h, 3 * h, e_t, h)
+        else:
+          ins = (3 * h,)
+      elif loc == _Loc.EDGE:
+        ins = (3 * h, 3 * h, e_t, 3 * h, h)[:len(ds)]
+      else:
+        ins = (3 * h, h, 3 * h)[:len(ds)]
+      dec_w[name] = tuple(d.params(i) for d, i in zip(ds, ins))
+    return enc_w, dec_w
+
+  # ------------------------------------------------------------------ encoding
+  def _encode(self, data: dict, enc_w: dict, node_mask: jax.Array, stage: str, b: int, n: int):
+    """Encodes inputs or (dense) hints. Returns node `[B,N,H]`, graph `[B,H]`,
+    edge channels [(x, w, b)], and the adjacency contribution (bool `[B,N,N]`)."""
+    h = self.hidden
+    node = jnp.zeros((b, n, h))
+    graph = jnp.zeros((b, h))
+    channels = []
+    adj = jnp.zeros((b, n, n), bool)
+    for name, (st, loc, typ) in self.spec.items():  # spec order: a fixed channel order
+      if st != stage or name not in data:
+        continue
+      x = data[name]
+      enc = enc_w[name]
+      if typ in (_Type.POINTER, _Type.PERMUTATION_POINTER):
+        if loc == _Loc.NODE:
+          adj = adj | ((x + jnp.swapaxes(x, 1, 2)) > 0.5)
+          channels.append((x[..., None], enc[0].w, enc[0].b))
+        elif loc == _Loc.EDGE:
+          # dm-clrs: mean over senders of enc0(x) + mean over receivers of enc1(x);
+          # the mean is over real nodes (= dm-clrs's when nothing is padded).
+          cnt = jnp.sum(node_mask, axis=1)[:, None, None]
+          m1 = jnp.sum(x * node_mask[:, :, None, None], axis=1) / cnt
+          m2 = jnp.sum(x * node_mask[:, None, :, None], axis=2) / cnt
+          channels.append((m1[..., None], enc[0].w, enc[0].b))
+          channels.append((m2[..., None], enc[1].w, enc[1].b))
+        else:
+          node = node + enc[0](x[..., None])
+        continue
+      feat = x if typ == _Type.CATEGORICAL else x[..., None]
+      if loc == _Loc.NODE:
+        node = node + enc[0](feat)
+      elif loc == _Loc.EDGE:
+        if typ == _Type.MASK:
+          adj = adj | ((x + jnp.swapaxes(x, 1, 2)) > 0.0)
+        channels.append((feat, enc[0].w, enc[0].b))
+      else:
+        graph = graph + enc[0](feat)
+    return node, graph, channels, adj
+
+  # ------------------------------------------------------------------ decoding
+  def _decode(self, name: str, w: tuple, h_t, edges: FoldedEdges, tri, graph_fts, node_mask,
+              is_training: bool, rng, pair_rep: bool = False):
+    """Logits of one hint/output (dm-clrs `decode_fts`). Returns (logits, pair features)."""
+    _, loc, typ = self.spec[name]
+    h = self.hidden
+
+    def edge_half(dense: Affine, key: str):
+      # e_t = [edge_fts, tri_msgs]: the edge half goes through FoldedEdges.
+      out = edges.project(key, dense.w[:h], dense.b)
+      if tri is not None:
+        out = out + tri @ dense.w[h:]
+      return out
+
+    pair = None
+    if loc == _Loc.NODE:
+      if typ in (_Type.SCALAR, _Type.MASK, _Type.MASK_ONE):
+        logits = w[0](h_t)[..., 0]
+        if typ == _Type.MASK_ONE:
+          logits = _mask_candidates(logits, node_mask)
+      elif typ == _Type.CATEGORICAL:
+        logits = w[0](h_t)
+      else:
+        p_1, p_2 = w[0](h_t), w[1](h_t)
+        p_3 = edge_half(w[2], f'dec/{name}')
+        p_e = p_2[:, :, None, :] + p_3                       # [B, j, i, H]
+        pair = jnp.maximum(p_1[:, :, None, :], jnp.swapaxes(p_e, 1, 2))  # [B, i, j, H]
+        logits = _mask_candidates(w[3](pair)[..., 0], node_mask)
+        if typ == _Type.PERMUTATION_POINTER:
+          logits = log_sinkhorn(logits, SINKHORN_STEPS_DECODE, SINKHORN_TEMPERATURE, node_mask,
+                                rng if is_training else None)
+    elif loc == _Loc.EDGE:
+      pred = (w[0](h_t)[:, :, None, :] + w[1](h_t)[:, None, :, :] +
+              edge_half(w[2], f'dec/{name}'))
+      if typ in (_Type.SCALAR, _Type.MASK, _Type.MASK_ONE):
+        logits = pred[..., 0]
+      elif typ == _Type.CATEGORICAL:
+        logits = pred
+      else:
+        pred_2 = w[3](h_t)
+        pair = jnp.maximum(pred[:, :, :, None, :], pred_2[:, None, None, :, :])
+        logits = _mask_candidates(w[4](pair)[..., 0], node_mask)
+    else:
+      gr = jnp.max(jnp.where(node_mask[..., None] > 0.5, h_t, -BIG), axis=1)
+      pred = w[0](gr) + w[1](graph_fts)
+      if typ in (_Type.SCALAR, _Type.MASK, _Type.MASK_ONE):
+        logits = pred[..., 0]
+      elif typ == _Type.CATEGORICAL:
+        logits = pred
+      else:
+        logits = _mask_candidates(pred + w[2](h_t)[..., 0], node_mask)
+    return logits, (pair if pair_rep else None)
+
+  def _soft(self, name: str, logits: jax.Array, node_mask: jax.Array) -> jax.Array:
+    """dm-clrs soft postprocessing of a predicted hint, ready to be encoded."""
+    _, _, typ = self.spec[name]
+    if typ == _Type.MASK:
+      return jax.nn.sigmoid(logits)
+    if typ in (_Type.MASK_ONE, _Type.CATEGORICAL, _Type.POINTER):
+      return jax.nn.softmax(logits, axis=-1)
+    return logits  # scalar
+
+  # ------------------------------------------------------------------- forward
+  def __call__(self, inputs: dict, hints: dict, lengths: jax.Array, node_mask: jax.Array, *,
+               is_training: bool, return_representations: bool = False) -> NetOutput:
+    b, n = node_mask.shape
+    h = self.hidden
+    proc = self.config.processor
+    num_t = next(iter(hints.values())).shape[0]
+    nb_steps = max(1, num_t - 1)
+    tri_size = h if proc.returns_edges() else 0
+    # Modules are built here, in __call__, so their names match dm-clrs's.
+    encoders, decoders = self._construct_encoders_decoders()
+    proc_params = None
+    if proc.is_fast:
+      use_tri, gated = FAST_KINDS[proc.kind]
+      proc_params = MPNNWeights(h, use_tri, gated, proc.use_ln, proc.nb_triplet_fts)(
+          2 * h, h, h)
+    enc_w, dec_w = self._fetch(encoders, decoders, h + tri_size)
+    generic = None
+    if not proc.is_fast:
+      generic = hk.lift(hk.transform(
+          lambda *a, **k: proc.clrs_factory()(h)(*a, **k)).init, name='lifted_processor')
+
+    def dense(name, x):
+      _, loc, typ = self.spec[name]
+      if typ == _Type.POINTER:
+        x = jax.nn.one_hot(x, n)
+      return x.astype(jnp.float32)
+
+    # Static encodings: once per sample.
+    in_data = {k: dense(k, v) for k, v in inputs.items()}
+    node_in, graph_in, in_channels, adj_in = self._encode(in_data, enc_w, node_mask,
+                                                          _Stage.INPUT, b, n)
+    static = FoldedEdges(None, {}, in_channels).materialise() if in_channels else None
+    static_proj = {}
+    if static is not None:
+      consumers = {}
+      if proc.is_fast:
+        consumers.update(mpnn_edge_consumers(proc_params))
+      for name, w in dec_w.items():
+        _, loc, typ = self.spec[name]
+        if (loc == _Loc.NODE and typ in (_Type.POINTER, _Type.PERMUTATION_POINTER)) or \
+            loc == _Loc.EDGE:
+          consumers[f'dec/{name}'] = w[2].w[:h]
+      keys = list(consumers)
+      sizes = [consumers[k].shape[-1] for k in keys]
+      proj = static @ jnp.concatenate([consumers[k] for k in keys], axis=-1)
+      offset = 0
+      for k, s in zip(keys, sizes):
+        static_proj[k] = proj[..., offset:offset + s]
+        offset += s
+
+    generic_params = None
+    if generic is not None:
+      dummy = jnp.zeros((b, n, h))
+      key = hk.maybe_next_rng_key()
+      key = jax.random.PRNGKey(0) if key is None else key
+      generic_params = generic(key, dummy, jnp.zeros((b, n, n, h)), jnp.zeros((b, h)),
+                               jnp.ones((b, n, n)), dummy, batch_size=b, nb_nodes=n)
+      generic_apply = hk.transform(lambda *a, **k: proc.clrs_factory()(h)(*a, **k)).apply
+
+    out_step = jnp.maximum(lengths - 2, 0)                      # step whose outputs count
+    hint_names = [k for k, v in self.spec.items() if v[0] == _Stage.HINT]
+    output_names = [k for k, v in self.spec.items() if v[0] == _Stage.OUTPUT]
+    pointer_hints = [k for k in hint_names if self.spec[k][2] == _Type.POINTER]
+
+    def step(hidden, cur_hints, i):
+      """One step: encode current hints, process, decode next hints."""
+      node_h, graph_h, h_channels, adj_h = self._encode(cur_hints, enc_w, node_mask,
+                                                         _Stage.HINT, b, n)
+      node_fts = node_in + node_h
+      graph_fts = graph_in + graph_h
+      edges = FoldedEdges(static, static_proj, in_channels + h_channels)
+      if proc.is_fast:
+        nxt, tri = mpnn_step(proc_params, node_fts, edges, graph_fts, hidden, node_mask)
+      else:
+        adj = (adj_in | adj_h | jnp.eye(n, dtype=bool)[None]).astype(jnp.float32)
+        nxt, tri = generic_apply(generic_params, None, node_fts, edges.materialise(),
+                                 graph_fts, adj, hidden, batch_size=b, nb_nodes=n)
+      h_t = jnp.concatenate([node_fts, hidden, nxt], axis=-1)
+      hint_logits, pairs = {}, {}
+      for name in hint_names:
+        logits, pair = self._decode(name, dec_w[name], h_t, edges, tri, graph_fts, node_mask,
+                                    is_training, None,
+                                    pair_rep=return_representations and name in pointer_hints)
+        hint_logits[name] = logits
+        if pair is not None:
+          pairs[name] = pair
+      snapshot = (h_t, tri, [c[0] for c in h_channels], graph_fts)
+      return nxt, hint_logits, pairs, snapshot
+
+    truth0 = {k: dense(k, v[0]) for k, v in hints.items()}
+    hidden0 = jnp.zeros((b, n, h))
+
+    def select(flag, new, old):
+      return jax.tree_util.tree_map(
+          lambda a, c: jnp.where(flag.reshape((b,) + (1,) * (a.ndim - 1)), a, c), new, old)
+
+    def body(carry, i):
+      hidden, cur, snap = carry
+      nxt, logits, pairs, new_snap = step(hidden, cur, i)
+      snap = new_snap if snap is None else select(out_step == i, new_snap, snap)
+      soft = {k: self._soft(k, logits[k], node_mask) for k in hint_names}
+      ys = (logits, (new_snap[0] if return_representations else None), pairs)
+      return (nxt, soft, snap), ys
+
+    # Step 0 outside the loop fixes the snapshot's structure.
+    (hidden, cur, snap), ys0 = body((hidden0, truth0, None), 0)
+    if nb_steps > 1:
+      (hidden, cur, snap), ys = jax.lax.scan(body, (hidden, cur, snap),
+                                             jnp.arange(1, nb_steps))
+      ys = jax.tree_util.tree_map(lambda a, r: jnp.concatenate([a[None], r], 0), ys0, ys)
+    else:
+      ys = jax.tree_util.tree_map(lambda a: a[None], ys0)
+    hint_logits, node_reps, pair_reps = ys
+
+    # Outputs: decoded once, from each sample's last step.
+    h_t, tri, h_xs, graph_fts = snap
+    hint_channels = []
+    _, _, ch_template, _ = self._encode(truth0, enc_w, node_mask, _Stage.HINT, b, n)
+    for x, (_, cw, cb) in zip(h_xs, ch_template):
+      hint_channels.append((x, cw, cb))
+    edges = FoldedEdges(static, static_proj, in_channels + hint_channels)
+    rng = None
+    if is_training and any(self.spec[k][2] == _Type.PERMUTATION_POINTER for k in output_names):
+      rng = hk.maybe_next_rng_key()  # Gumbel noise for the Sinkhorn decoder
+    outputs = {}
+    for name in output_names:
+      outputs[name], _ = self._decode(name, dec_w[name], h_t, edges, tri, graph_fts, node_mask,
+                                      is_training, rng)
+    return NetOutput(outputs=outputs, hints=hint_logits,
+                     node_reps=node_reps if return_representations else None,
+                     pair_reps=pair_reps if return_representations else None)
+
+
+def nb_dims_of(batch_inputs: dict, batch_hints: dict, batch_outputs: dict) -> dict:
+  """Last-axis sizes (categorical widths), as dm-clrs's BaselineModel records them."""
+  out = {}
+  for d in (batch_inputs, batch_outputs):
+    out.update({k: v.shape[-1] for k, v in d.items()})
+  out.update({k: v.shape[-1] for k, v in batch_hints.items()})
+  return out
+
+
+def make_net(spec: dict, nb_dims: dict, config: NetConfig) -> hk.Transformed:
+  """`hk.transform` of `Net(...)(inputs, hints, lengths, node_mask, is_training=...)`."""
+  def forward(inputs, hints, lengths, node_mask, is_training: bool,
+              return_representations: bool = False):
+    return Net(spec, nb_dims, config)(inputs, hints, lengths, node_mask,
+                                      is_training=is_training,
+                                      return_representations=return_representations)
+  return hk.transform(forward)
