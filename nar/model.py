@@ -337,7 +337,7 @@ class Net(hk.Module):
                                                          _Stage.HINT, b, n)
       node_fts = node_in + node_h
       graph_fts = graph_in + graph_h
-      edges = FoldedEdges(static, static_proj, in_channels + h_channels)
+      edges = FoldedEdges(static, static_proj, h_channels)
       if proc.is_fast:
         nxt, tri = mpnn_step(proc_params, node_fts, edges, graph_fts, hidden, node_mask)
       else:
@@ -387,7 +387,7 @@ class Net(hk.Module):
     _, _, ch_template, _ = self._encode(truth0, enc_w, node_mask, _Stage.HINT, b, n)
     for x, (_, cw, cb) in zip(h_xs, ch_template):
       hint_channels.append((x, cw, cb))
-    edges = FoldedEdges(static, static_proj, in_channels + hint_channels)
+    edges = FoldedEdges(static, static_proj, hint_channels)
     rng = None
     if is_training and any(self.spec[k][2] == _Type.PERMUTATION_POINTER for k in output_names):
       rng = hk.maybe_next_rng_key()  # Gumbel noise for the Sinkhorn decoder

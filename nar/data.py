@@ -1,0 +1,202 @@
+"""Train / validation / test data of the reference protocol (dm-clrs examples/run.py).
+
+* Train: fresh samples, sizes cycling through `train_sizes` (one size per batch,
+  as run.py does), edge probability drawn from 0.1..0.9 (halved for some),
+  random `pos`; string matchers: length 20 with needle up to 8. Batch k is a pure
+  function of (seed, k), so a resumed run sees exactly the batches it would have.
+* Validation: n = 16 (string matchers 20), 64 x multiplier samples, random pos.
+* Test: the CLRS-30 test split: n = 64, 32 x multiplier samples, sampler seed 3,
+  default sampler arguments, default `pos` (as the published dataset).
+Validation and test sets are cached on disk (see `nar.cache`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from nar import cache as cache_lib
+from nar.batching import Batch, bucket, pad_samples
+from nar.sample import (STRING_MATCHERS, Sample, draw_args, processed_spec, protocol_kwargs,
+                        sample_from_args, sampler_for)
+
+from clrs._src import specs as clrs_specs
+
+TRAIN_SIZES = (4, 7, 11, 13, 16)
+STRING_TRAIN_SIZE = 20   # run.py: max(train sizes) * 5 // 4 for the string matchers
+VAL_SEED = 2             # CLRS30['val']['seed']
+TEST_SEED = 3            # CLRS30['test']['seed']
+TEST_SIZE = 64
+
+
+def multiplier(algorithm: str) -> int:
+  return clrs_specs.CLRS_30_ALGS_SETTINGS[algorithm]['num_samples_multiplier']
+
+
+def train_sizes(algorithm: str, sizes: Sequence[int] = TRAIN_SIZES) -> tuple[int, ...]:
+  if algorithm in STRING_MATCHERS:
+    return (max(sizes) * 5 // 4,)
+  return tuple(sizes)
+
+
+def _batch_seed(seed: int, step: int) -> int:
+  return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
+def make_train_samples(algorithm: str, seed: int, step: int, batch_size: int,
+                       sizes: Sequence[int]) -> list[Sample]:
+  """The samples of training batch `step` (deterministic in seed and step)."""
+  sizes = train_sizes(algorithm, sizes)
+  length = sizes[step % len(sizes)]
+  bseed = _batch_seed(seed, step)
+  sampler = sampler_for(algorithm, bseed)
+  pos_rng = np.random.RandomState(bseed ^ 0x5EED)
+  kwargs = protocol_kwargs(algorithm, 'train')
+  return [sample_from_args(algorithm, draw_args(sampler, length, kwargs), pos_rng=pos_rng)
+          for _ in range(batch_size)]
+
+
+@dataclasses.dataclass
+class TrainStream:
+  """Training batches; `batch(step)` is deterministic."""
+  algorithm: str
+  seed: int
+  batch_size: int
+  sizes: Sequence[int] = TRAIN_SIZES
+  keep_samples: bool = False   # Hint-ReLIC needs the samples (their args) too
+
+  def __post_init__(self):
+    self.spec = processed_spec(self.algorithm)
+
+  def batch(self, step: int):
+    samples = make_train_samples(self.algorithm, self.seed, step, self.batch_size, self.sizes)
+    batch = pad_samples(samples, self.spec)
+    return (batch, samples) if self.keep_samples else batch
+
+
+class Prefetcher:
+  """Produces `fn(step)` for step = start, start+1, ... in background threads,
+  ahead of the consumer, in order. Sampling is Python (dm-clrs's algorithms), so
+  it runs beside the jitted step instead of before it."""
+
+  def __init__(self, fn, start: int, depth: int = 4, workers: int = 1):
+    self._fn = fn
+    self._next = start
+    self._results: dict[int, object] = {}
+    self._cv = threading.Condition()
+    self._stop = False
+    self._depth = depth
+    self._claim = start
+    self._error: Optional[BaseException] = None
+    self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+    for t in self._threads:
+      t.start()
+
+  def _work(self):
+    while True:
+      with self._cv:
+        while not self._stop and self._claim - self._next >= self._depth:
+          self._cv.wait()
+        if self._stop:
+          return
+        step = self._claim
+        self._claim += 1
+      try:
+        item = self._fn(step)
+      except BaseException as e:  # pylint: disable=broad-except
+        with self._cv:
+          self._error = e
+          self._cv.notify_all()
+        return
+      with self._cv:
+        self._results[step] = item
+        self._cv.notify_all()
+
+  def __iter__(self) -> Iterator:
+    return self
+
+  def __next__(self):
+    with self._cv:
+      while self._next not in self._results:
+        if self._error is not None:
+          raise self._error
+        self._cv.wait()
+      item = self._results.pop(self._next)
+      self._next += 1
+      self._cv.notify_all()
+    return item
+
+  def close(self):
+    with self._cv:
+      self._stop = True
+      self._cv.notify_all()
+
+
+def eval_size(algorithm: str, split: str, size: Optional[int] = None) -> int:
+  if size is not None:
+    return size
+  if split == 'test':
+    return TEST_SIZE
+  return STRING_TRAIN_SIZE if algorithm in STRING_MATCHERS else max(TRAIN_SIZES)
+
+
+def eval_num_samples(algorithm: str, split: str) -> int:
+  return (32 if split == 'test' else 64) * multiplier(algorithm)
+
+
+def generate_split(algorithm: str, split: str, size: int, seed: int,
+                   num_samples: int, progress: bool = False) -> list[Sample]:
+  """Samples of a validation/test set, drawn in sequence from one sampler, as
+  dm-clrs's dataset builder does (so seed 3, n = 64 is the CLRS-30 test split)."""
+  sampler = sampler_for(algorithm, seed)
+  kwargs = protocol_kwargs(algorithm, split)
+  pos_rng = np.random.RandomState(seed + 1) if split == 'val' else None
+  it = range(num_samples)
+  if progress:
+    from tqdm import tqdm
+    it = tqdm(it, desc=f'generating {algorithm} {split} n={size}', unit='sample', leave=False)
+  return [sample_from_args(algorithm, draw_args(sampler, size, kwargs), pos_rng=pos_rng)
+          for _ in it]
+
+
+def load_split(algorithm: str, split: str, *, size: Optional[int] = None,
+               seed: Optional[int] = None, num_samples: Optional[int] = None,
+               cache_dir: Optional[str] = None, progress: bool = False) -> Batch:
+  """The whole validation/test set as one `Batch` (time padded to its longest
+  trajectory), from the cache when a valid entry exists."""
+  size = eval_size(algorithm, split, size)
+  seed = (TEST_SEED if split == 'test' else VAL_SEED) if seed is None else seed
+  num_samples = eval_num_samples(algorithm, split) if num_samples is None else num_samples
+  key = cache_lib.SplitKey(algorithm, split, size, seed, num_samples)
+  if cache_dir is not None:
+    cached = cache_lib.load(cache_dir, key)
+    if cached is not None:
+      return cached
+  samples = generate_split(algorithm, split, size, seed, num_samples, progress)
+  batch = pad_samples(samples, processed_spec(algorithm), time_bucketing=False)
+  if cache_dir is not None:
+    cache_lib.save(cache_dir, key, batch)
+  return batch
+
+
+def iterate_chunks(batch: Batch, chunk: int) -> Iterator[Batch]:
+  """Slices a split into batches of `chunk` samples, time padded to a bucket of
+  each slice's longest trajectory (the last slice is padded with copies of its
+  first sample and a zero-length mask is not needed: callers drop them)."""
+  total = batch.batch_size
+  for start in range(0, total, chunk):
+    idx = np.arange(start, min(start + chunk, total))
+    real = len(idx)
+    if real < chunk:   # keep one shape for the jitted predict: repeat the last sample
+      idx = np.concatenate([idx, np.full(chunk - real, idx[-1])])
+    lengths = batch.lengths[idx]
+    t = min(bucket(int(lengths.max()), 2), batch.num_steps)
+    sub = Batch(inputs={k: v[idx] for k, v in batch.inputs.items()},
+                hints={k: v[:t, idx] for k, v in batch.hints.items()},
+                outputs={k: v[idx] for k, v in batch.outputs.items()},
+                lengths=lengths, node_mask=batch.node_mask[idx])
+    yield sub, real
