@@ -59,7 +59,7 @@ def _matched_transitions(x: float, key: np.ndarray, twin: np.ndarray,
 
 
 def sorted_insertions(sample: Sample, rng: np.random.Generator, *,
-                      max_added: Optional[int] = None, candidates: int = 24) -> TwinArgs:
+                      max_added: Optional[int] = None, candidates: int = 48) -> TwinArgs:
   """Inserts elements into the sorted array (values between their neighbours)
   where the search path of the twin meets the original's best.
 
@@ -73,7 +73,10 @@ def sorted_insertions(sample: Sample, rng: np.random.Generator, *,
   lo_all = min(0.0, float(key.min()), x)
   hi_all = max(1.0, float(key.max()), x)
   best, best_score = None, -1
+  most = len(_search_states(x, key)) - 1
   for _ in range(max(1, candidates)):
+    if best_score == most:
+      break  # every original step is met already
     k = num_to_add(n, rng, max_added)
     positions = np.sort(rng.integers(0, n + 1, size=k))
     left = np.where(positions > 0, key[np.maximum(positions - 1, 0)], lo_all)
