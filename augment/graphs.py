@@ -55,9 +55,8 @@ def _num_added(n: int, rng: np.random.Generator, max_added: Optional[int]) -> in
 
 def _graph(sample: Sample) -> tuple[np.ndarray, Optional[int]]:
   """(A, s) of a sample; s is None for the algorithms without a source."""
+  # The core rebuilds `args` with `args_from_inputs` for samples from a batch.
   args = sample.args
-  if not args:  # a sample rebuilt from a batch may carry no raw args
-    args = _REGISTRY_ARGS[sample.algorithm](sample.inputs)
   A = np.asarray(args[0])
   s = int(args[1]) if len(args) > 1 else None
   return A, s
@@ -89,7 +88,8 @@ def _undirected_weight(rng: np.random.Generator, size=None):
 def _above(rng: np.random.Generator, lo: float, size=None):
   """Weights in (lo, W_HI] (strictly above lo), as heavy as the sampler allows."""
   lo = max(lo, W_LO)
-  hi = max(W_HI, lo + 1e-3)  # only reached if lo is at the very top of the range
+  # Sampler weights are < W_HI, so the interval is never empty for its graphs.
+  hi = W_HI if lo < W_HI else lo + 1e-3
   return lo + (hi - lo) * (1.0 - rng.random(size))
 
 
@@ -216,8 +216,15 @@ def _sources_and_last_root(sample: Sample, rng: np.random.Generator, *,
   B, node_map, new = _insert_before_last(A, k)
   r = _last_root(A)
   last = n - 1
-  # A new root before a white L would visit it first.
-  targets = node_map if r != last else node_map[:-1]
+  # r scans the new nodes before L: only when r has no edge to L is the detour
+  # at the very end of the original search.
+  attach = p_last > 0 and r != last and A[r, last] == 0
+  # A new root before a white L would visit it first; in a DAG, r -> w -> r
+  # would close a cycle.
+  keep = np.ones(n, dtype=bool)
+  keep[last] = r != last
+  keep[r] &= not (attach and acyclic)
+  targets = node_map[keep]
   for j, w in enumerate(new):
     if targets.size:
       out = rng.random(targets.size) < p
@@ -225,13 +232,11 @@ def _sources_and_last_root(sample: Sample, rng: np.random.Generator, *,
         out[rng.integers(targets.size)] = True
       B[w, targets[out]] = 1
     for i, w2 in enumerate(new):
-      # Forward new->new edges only keep a DAG acyclic (the last root has no
-      # in-edge at all, so r -> w -> originals closes no cycle either).
+      # Forward new->new edges only keep a DAG acyclic (r has no original
+      # in-edge, nor one from a new node, so r -> w closes no cycle either).
       if i != j and (i > j or not acyclic) and rng.random() < p:
         B[w, w2] = 1
-  # r scans the new nodes before L: only when r has no edge to L is the detour
-  # at the very end of the original search.
-  if p_last > 0 and r != last and A[r, last] == 0:
+  if attach:
     B[node_map[r], new] = (rng.random(k) < p_last).astype(B.dtype)
   return TwinArgs(args=(B,), node_map=node_map)
 
@@ -421,17 +426,18 @@ def _bellman_ford_rounds(A: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]
       return np.array(ds), np.array(ms)
 
 
-def _bf_two_hop_ok(ds, ms, x: int, ax: float, y: int, ay: float) -> bool:
-  """Does the path x - w - y (two hops) never improve or hasten y in any round?
-  Round i reaches y through w with prev value d_i[x] + ax + ay at round i + 2."""
+def _bf_two_hop_ok(ds: np.ndarray, ms: np.ndarray, nodes: np.ndarray,
+                   wts: np.ndarray) -> np.ndarray:
+  """ok[a, b]: the two-hop path nodes[a] - w - nodes[b] (weights wts[a], wts[b])
+  never improves or hastens nodes[b] in any round: round i offers it
+  d_i[x] + wx + wy at round i + 2."""
   R = ds.shape[0]
-  for i in range(R):
-    if not ms[i, x]:
-      continue
-    j = min(i + 2, R - 1)
-    if not ms[j, y] or ds[i, x] + ax + ay <= ds[j, y] + _MARGIN:
-      return False
-  return True
+  j = np.minimum(np.arange(R) + 2, R - 1)
+  dx = ds[:, nodes] + wts  # [R, c]: value of w one round after x
+  d_at = ds[j][:, nodes]  # [R, c]: y's value two rounds later
+  m_at = ms[j][:, nodes]
+  ok = m_at[:, None, :] & (dx[:, :, None] + wts[None, None, :] > d_at[:, None, :] + _MARGIN)
+  return np.all(ok | ~ms[:, nodes][:, :, None], axis=0)
 
 
 def bellman_ford_rule(sample: Sample, rng: np.random.Generator, *,
@@ -439,8 +445,8 @@ def bellman_ford_rule(sample: Sample, rng: np.random.Generator, *,
   """New nodes form pendant trees: each one hangs off a random original (any
   weight: a path through a pendant node returns where it came from) or off an
   earlier new node. An anchored node may get further original neighbours when
-  the two-hop detour through it never beats the original's hop-bounded
-  distances (checked against the original's rounds)."""
+  no two-hop detour through it beats the original's hop-bounded distances
+  (checked against the original's rounds)."""
   A, s = _graph(sample)
   n = A.shape[0]
   k = _num_added(n, rng, max_added)
@@ -453,17 +459,17 @@ def bellman_ford_rule(sample: Sample, rng: np.random.Generator, *,
       _sym(B, w, n + int(rng.integers(j)), _undirected_weight(rng))
       continue
     a = int(rng.integers(n))
-    nbrs = {a: float(_undirected_weight(rng))}
-    for v in np.flatnonzero(rng.random(n) < p):
-      v = int(v)
-      if v in nbrs:
-        continue
-      av = float(_undirected_weight(rng))
-      if all(_bf_two_hop_ok(ds, ms, x, ax, v, av) and
-             _bf_two_hop_ok(ds, ms, v, av, x, ax) for x, ax in nbrs.items()):
-        nbrs[v] = av
-    for v, av in nbrs.items():
-      _sym(B, w, v, av)
+    others = np.flatnonzero(rng.random(n) < p)
+    cand = np.concatenate([[a], others[others != a]])
+    wts = _undirected_weight(rng, cand.size)
+    ok = _bf_two_hop_ok(ds, ms, cand, wts)
+    ok &= ok.T
+    chosen = [0]  # the anchor: a single neighbour is always safe
+    for c in range(1, cand.size):
+      if ok[c, chosen].all():
+        chosen.append(c)
+    for c in chosen:
+      _sym(B, w, int(cand[c]), wts[c])
   return TwinArgs(args=(B, s), node_map=np.arange(n))
 
 
@@ -512,7 +518,7 @@ def dag_shortest_paths_rule(sample: Sample, rng: np.random.Generator, *,
       # New-new edges follow the slots (ties broken by index): still acyclic.
       if (slot[i], i) > (slot[j], j) and rng.random() < p:
         B[w, w2] = 1.0 - rng.random()
-  return TwinArgs(args=(B, s), node_map=node_map)
+  return TwinArgs(args=(B, int(node_map[s])), node_map=node_map)
 
 
 def floyd_warshall_rule(sample: Sample, rng: np.random.Generator, *,
@@ -587,8 +593,6 @@ _ENTRIES = (
               'intermediates only after every original)',
               'none known: every original step stays valid'),
 )
-
-_REGISTRY_ARGS = {e.algorithm: e.args_from_inputs for e in _ENTRIES}
 
 for _entry in _ENTRIES:
   register(_entry)
