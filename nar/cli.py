@@ -1,0 +1,163 @@
+"""The `nar` command: train, evaluate, list algorithms, augmentation report, sweeps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # one line, exit code 2, no traceback
+    self.exit(2, f'nar: error: {message}\n')
+
+
+def _positive_int(text: str) -> int:
+  try:
+    v = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+  if v <= 0:
+    raise argparse.ArgumentTypeError(f'must be a positive integer, got {v}')
+  return v
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+  p.add_argument('--algorithm', '-a', required=True, help='one of `nar algorithms`')
+  p.add_argument('--method', default='baseline', help='baseline | hint_relic')
+  p.add_argument('--steps', type=_positive_int, default=None)
+  p.add_argument('--hidden', type=_positive_int, default=None)
+  p.add_argument('--batch-size', type=_positive_int, default=None)
+  p.add_argument('--seed', type=int, default=None)
+  p.add_argument('--processor', default=None, help='dm-clrs processor kind (default triplet_gmpnn)')
+  p.add_argument('--eval-every', type=_positive_int, default=None)
+  p.add_argument('--test-size', type=_positive_int, default=None)
+  p.add_argument('--out', default=None, help='run directory (default runs/<algorithm>-<method>-s<seed>)')
+  p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                 help='any other TrainConfig field, e.g. --set relic_lambda=0.5 (JSON values)')
+  p.add_argument('--quiet', action='store_true')
+
+
+def _config_from_args(args):
+  from nar.config import ConfigError, TrainConfig
+  import dataclasses
+  fields = {f.name for f in dataclasses.fields(TrainConfig)}
+  values = {'algorithm': args.algorithm, 'method': args.method}
+  for name in ('steps', 'hidden', 'batch_size', 'seed', 'processor', 'eval_every', 'test_size',
+               'out'):
+    v = getattr(args, name)
+    if v is not None:
+      values[name] = v
+  for item in args.set:
+    if '=' not in item:
+      raise ConfigError(f'--set expects KEY=VALUE, got {item!r}')
+    k, v = item.split('=', 1)
+    if k not in fields:
+      raise ConfigError(f'unknown configuration key {k!r}; known: {", ".join(sorted(fields))}')
+    try:
+      values[k] = json.loads(v)
+    except ValueError:
+      values[k] = v
+  if 'out' not in values:
+    values['out'] = f"runs/{values['algorithm']}-{values['method']}-s{values.get('seed', 42)}"
+  config = TrainConfig(**values)
+  default = TrainConfig()
+  for k, v in values.items():  # type check against defaults
+    d = getattr(default, k)
+    if d is not None and not isinstance(d, bool) and isinstance(d, (int, float)) and \
+        not isinstance(v, (int, float)):
+      raise ConfigError(f'{k} must be a number, got {v!r}')
+  return config.validate()
+
+
+def cmd_train(args) -> int:
+  from nar.train import train
+  config = _config_from_args(args)
+  results = train(config, progress=not args.quiet)
+  print(f"OOD score ({config.algorithm}, n={results['test_size']}): {results['test_score']:.4f}")
+  return 0
+
+
+def cmd_evaluate(args) -> int:
+  from nar.train import evaluate_run
+  res = evaluate_run(args.run_dir, size=args.size, progress=not args.quiet,
+                     num_samples=args.samples)
+  print(json.dumps(res, indent=1))
+  return 0
+
+
+def cmd_algorithms(args) -> int:
+  from nar.sample import CLRS30_ALGORITHMS, family_of, processed_spec
+  rows = []
+  for alg in CLRS30_ALGORITHMS:
+    spec = processed_spec(alg)
+    hints = [f'{k}:{loc}/{typ}' for k, (st, loc, typ) in spec.items() if st == 'hint']
+    rows.append((alg, family_of(alg), ', '.join(hints)))
+  w = max(len(r[0]) for r in rows)
+  wf = max(len(r[1]) for r in rows)
+  print(f"{'algorithm'.ljust(w)}  {'family'.ljust(wf)}  hints (name:location/type)")
+  for a, f, h in rows:
+    print(f'{a.ljust(w)}  {f.ljust(wf)}  {h}')
+  return 0
+
+
+def cmd_augment_report(args) -> int:
+  from augment import report
+  argv = []
+  if args.algorithms:
+    argv += ['--algorithms', *args.algorithms]
+  argv += ['--samples', str(args.samples)]
+  if args.out:
+    argv += ['--out', args.out]
+  return report.main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = _Parser(prog='nar', description=__doc__)
+  sub = parser.add_subparsers(dest='command', required=True, parser_class=_Parser)
+  p = sub.add_parser('train', help='train one model and print its OOD score')
+  _add_train_args(p)
+  p.set_defaults(fn=cmd_train)
+  p = sub.add_parser('evaluate', help="re-evaluate a run's best checkpoint")
+  p.add_argument('run_dir')
+  p.add_argument('--size', type=_positive_int, default=64)
+  p.add_argument('--samples', type=_positive_int, default=None)
+  p.add_argument('--quiet', action='store_true')
+  p.set_defaults(fn=cmd_evaluate)
+  p = sub.add_parser('algorithms', help='list the 30 algorithms with their hints')
+  p.set_defaults(fn=cmd_algorithms)
+  p = sub.add_parser('augment-report', help='coverage and speed of the augmentations')
+  p.add_argument('--algorithms', nargs='*', default=None)
+  p.add_argument('--samples', type=_positive_int, default=20)
+  p.add_argument('--out', default=None)
+  p.set_defaults(fn=cmd_augment_report)
+  try:
+    from experiments import sweep
+    sweep.add_commands(sub)
+  except ImportError:
+    pass
+  return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  from nar.config import ConfigError
+  from nar.checkpoint import CheckpointError
+  try:
+    from nar.train import RunError
+  except Exception:  # pragma: no cover
+    RunError = RuntimeError  # noqa: N806
+  try:
+    return args.fn(args)
+  except (ConfigError, RunError, CheckpointError) as e:
+    print(f'nar: error: {e}', file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print('nar: interrupted', file=sys.stderr)
+    return 130
+
+
+if __name__ == '__main__':
+  sys.exit(main())

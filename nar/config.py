@@ -1,0 +1,130 @@
+"""The training configuration: one dataclass, validated, overridable from the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Optional
+
+from nar.processors import PROCESSOR_KINDS
+from nar.sample import CLRS30_ALGORITHMS
+
+METHODS = ('baseline', 'hint_relic')
+
+
+class ConfigError(ValueError):
+  """A setting that is unknown, of the wrong type or out of range."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  algorithm: str = 'bfs'
+  method: str = 'baseline'
+  steps: int = 10_000
+  batch_size: int = 32
+  hidden: int = 128
+  processor: str = 'triplet_gmpnn'
+  seed: int = 42
+  learning_rate: float = 1e-3
+  grad_clip: float = 1.0
+  train_sizes: tuple = (4, 7, 11, 13, 16)
+  eval_every: int = 500            # validation (and checkpoint) cadence, in steps
+  log_every: int = 10
+  eval_batch_size: int = 32
+  test_size: int = 64
+  val_size: Optional[int] = None   # default: 16 (string matchers 20)
+  test_samples: Optional[int] = None  # default: 32 x the algorithm's multiplier
+  val_samples: Optional[int] = None   # default: 64 x the algorithm's multiplier
+  keep_checkpoints: int = 3
+  out: str = 'runs/default'
+  cache_dir: Optional[str] = None  # default: $NAR_CACHE or ~/.cache/nar-hint-relic
+  prefetch: int = 4
+  # Hint-ReLIC (METHOD.md section 3); ignored by the baseline.
+  relic_lambda: float = 0.1       # weight of contrast + alpha * KL
+  relic_alpha: float = 1.0        # weight of the KL invariance penalty
+  relic_beta: float = 1.0         # supervision of the augmented twin
+  relic_temperature: float = 0.1
+  relic_critic_hidden: int = 128
+  relic_contrast: bool = True     # False: twins supervised only (data augmentation)
+  relic_hints: str = 'all'        # comma-separated hint names to regularise, or 'all'
+  augmentations: int = 1          # twins per sample
+
+  def validate(self) -> 'TrainConfig':
+    if self.algorithm not in CLRS30_ALGORITHMS:
+      raise ConfigError(f"unknown algorithm '{self.algorithm}'; choose one of: "
+                        f"{', '.join(CLRS30_ALGORITHMS)}")
+    if self.method not in METHODS:
+      raise ConfigError(f"unknown method '{self.method}'; choose one of: {', '.join(METHODS)}")
+    if self.processor not in PROCESSOR_KINDS:
+      raise ConfigError(f"unknown processor '{self.processor}'; choose one of: "
+                        f"{', '.join(PROCESSOR_KINDS)}")
+    for name in ('steps', 'batch_size', 'hidden', 'eval_every', 'log_every', 'eval_batch_size',
+                 'test_size', 'keep_checkpoints', 'prefetch', 'relic_critic_hidden',
+                 'augmentations'):
+      v = getattr(self, name)
+      if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        raise ConfigError(f'{name} must be a positive integer, got {v!r}')
+    for name in ('val_size', 'test_samples', 'val_samples'):
+      v = getattr(self, name)
+      if v is not None and (not isinstance(v, int) or v <= 0):
+        raise ConfigError(f'{name} must be a positive integer, got {v!r}')
+    for name in ('learning_rate', 'relic_temperature'):
+      if not float(getattr(self, name)) > 0:
+        raise ConfigError(f'{name} must be > 0, got {getattr(self, name)!r}')
+    for name in ('grad_clip', 'relic_lambda', 'relic_alpha', 'relic_beta'):
+      if float(getattr(self, name)) < 0:
+        raise ConfigError(f'{name} must be >= 0, got {getattr(self, name)!r}')
+    if not self.train_sizes or any(int(s) < 4 for s in self.train_sizes):
+      raise ConfigError(f'train_sizes must be sizes >= 4, got {self.train_sizes!r}')
+    if self.test_size < 4:
+      raise ConfigError(f'test_size must be >= 4, got {self.test_size}')
+    self.train_sizes = tuple(int(s) for s in self.train_sizes)
+    return self
+
+  def resolved_cache_dir(self) -> str:
+    return self.cache_dir or os.environ.get('NAR_CACHE') or os.path.expanduser(
+        '~/.cache/nar-hint-relic')
+
+  def to_json(self) -> dict:
+    d = dataclasses.asdict(self)
+    d['train_sizes'] = list(self.train_sizes)
+    return d
+
+  @classmethod
+  def from_json(cls, d: dict) -> 'TrainConfig':
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+      raise ConfigError(f'unknown configuration keys: {", ".join(unknown)}')
+    d = dict(d)
+    if 'train_sizes' in d:
+      d['train_sizes'] = tuple(d['train_sizes'])
+    return cls(**d).validate()
+
+
+# Settings that may differ between a run and its resumption (the rest must match).
+RESUMABLE_DIFFERENCES = {'steps', 'out', 'cache_dir', 'prefetch', 'log_every'}
+
+
+def config_conflicts(saved: dict, new: 'TrainConfig') -> list[str]:
+  current = new.to_json()
+  return [f'{k}: saved {saved.get(k)!r}, now {current.get(k)!r}'
+          for k in sorted(set(saved) | set(current))
+          if k not in RESUMABLE_DIFFERENCES and saved.get(k) != current.get(k)]
+
+
+def load_config_file(path: str) -> dict:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise ConfigError(f'cannot read configuration {path}: {e}') from e
+
+
+def coerce(field: str, value: Any) -> Any:
+  """Used by the CLI's --set key=value."""
+  f = {x.name: x for x in dataclasses.fields(TrainConfig)}.get(field)
+  if f is None:
+    raise ConfigError(f'unknown configuration key {field!r}')
+  return value

@@ -1,0 +1,358 @@
+"""Training and evaluation, top to bottom.
+
+    config -> data streams -> network + Optax -> jitted step -> loop
+           (validation every K steps, best checkpoint, resumable)
+           -> OOD test of the best parameters -> results.json
+
+Data parallelism: the global batch is split along its batch axis over every
+local device (`jax.sharding`), parameters are replicated and XLA reduces the
+gradients; with one device this is the plain single-device path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nar import checkpoint as ckpt
+from nar import data as data_lib
+from nar.batching import Batch
+from nar.config import ConfigError, TrainConfig, config_conflicts, load_config_file
+from nar.evaluation import ScoreAccumulator, hard_outputs
+from nar.model import NetConfig, make_net, nb_dims_of
+from nar.processors import ProcessorConfig
+from nar.sample import processed_spec
+
+
+class RunError(RuntimeError):
+  """A run cannot start or continue (bad run directory, diverged loss...)."""
+
+
+def versions() -> dict:
+  import clrs
+  return {'python': platform.python_version(), 'jax': jax.__version__,
+          'jaxlib': jax.lib.__version__ if hasattr(jax.lib, '__version__') else None,
+          'dm-haiku': hk.__version__, 'optax': optax.__version__, 'numpy': np.__version__,
+          'dm-clrs': clrs.__version__, 'backend': jax.default_backend(),
+          'devices': [str(d) for d in jax.devices()]}
+
+
+# ------------------------------------------------------------------ devices
+@dataclasses.dataclass
+class Placement:
+  """Where arrays live: batch axis split over a 1-D mesh of all devices."""
+  mesh: jax.sharding.Mesh
+
+  @classmethod
+  def create(cls, global_batch: int) -> 'Placement':
+    devices = jax.devices()
+    if global_batch % len(devices):
+      raise ConfigError(f'batch size {global_batch} does not divide over {len(devices)} '
+                        f'devices; use a multiple of {len(devices)}')
+    return cls(jax.sharding.Mesh(np.array(devices), ('data',)))
+
+  @property
+  def replicated(self):
+    return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+
+  def _batch_axis(self, axis: int):
+    spec = [None] * (axis + 1)
+    spec[axis] = 'data'
+    return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(*spec))
+
+  def batch(self, batch: Batch) -> Batch:
+    """Puts a batch on the devices (hints are time-major: batch axis 1)."""
+    b0, b1 = self._batch_axis(0), self._batch_axis(1)
+    put = lambda tree, s: jax.tree_util.tree_map(lambda x: jax.device_put(x, s), tree)  # noqa: E731
+    return Batch(inputs=put(batch.inputs, b0), hints=put(batch.hints, b1),
+                 outputs=put(batch.outputs, b0), lengths=put(batch.lengths, b0),
+                 node_mask=put(batch.node_mask, b0))
+
+  def replicate(self, tree):
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x, self.replicated), tree)
+
+
+# -------------------------------------------------------------------- model
+def build_network(config: TrainConfig, spec: dict, example: Batch) -> hk.Transformed:
+  proc = ProcessorConfig(kind=config.processor, hidden=config.hidden)
+  return make_net(spec, nb_dims_of(example.inputs, example.hints, example.outputs),
+                  NetConfig(processor=proc))
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+  parts = []
+  if config.grad_clip > 0:
+    parts.append(optax.clip_by_global_norm(config.grad_clip))
+  parts.append(optax.adam(config.learning_rate))
+  return optax.chain(*parts)
+
+
+def make_update(loss_fn: Callable, optimizer: optax.GradientTransformation):
+  """(params, opt_state, rng, *data) -> (params, opt_state, loss, terms, grad_norm)."""
+  def update(params, opt_state, rng, *data):
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rng, *data)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return params, opt_state, loss, terms, optax.global_norm(grads)
+  return jax.jit(update, donate_argnums=(0, 1))
+
+
+def make_predict(net: hk.Transformed, spec: dict):
+  def predict(params, batch: Batch):
+    out = net.apply(params, None, batch.inputs, batch.hints, batch.lengths, batch.node_mask,
+                    is_training=False)
+    return hard_outputs(spec, out.outputs, batch.node_mask)
+  return jax.jit(predict)
+
+
+def evaluate_split(predict, params, split: Batch, spec: dict, batch_size: int,
+                   placement: Optional[Placement] = None, progress: Optional[str] = None) -> dict:
+  """`clrs.evaluate`-equal scores of `params` on a whole split."""
+  acc = ScoreAccumulator(spec)
+  chunks = list(data_lib.iterate_chunks(split, batch_size))
+  it = chunks
+  if progress:
+    from tqdm import tqdm
+    it = tqdm(chunks, desc=progress, unit='batch', leave=False)
+  for chunk, real in it:
+    placed = placement.batch(chunk) if placement else chunk
+    preds = jax.device_get(predict(params, placed))
+    keep = slice(0, real)
+    acc.add({k: v[keep] for k, v in chunk.outputs.items()},
+            {k: np.asarray(v)[keep] for k, v in preds.items()}, chunk.node_mask[keep])
+  return acc.result()
+
+
+# ---------------------------------------------------------------- run files
+class RunDir:
+  def __init__(self, path: str):
+    self.path = path
+    self.checkpoints = os.path.join(path, 'checkpoints')
+    self.config = os.path.join(path, 'config.json')
+    self.metrics = os.path.join(path, 'metrics.jsonl')
+    self.results = os.path.join(path, 'results.json')
+    self.log = os.path.join(path, 'train.log')
+
+  def prepare(self, config: TrainConfig) -> bool:
+    """Creates or checks the directory. Returns True if resuming."""
+    try:
+      os.makedirs(self.path, exist_ok=True)
+      probe = os.path.join(self.path, '.write-test')
+      with open(probe, 'w') as f:
+        f.write('ok')
+      os.remove(probe)
+    except OSError as e:
+      raise ConfigError(f'output directory {self.path} is not writable: {e.strerror}') from e
+    if os.path.exists(self.config):
+      saved = load_config_file(self.config)
+      conflicts = config_conflicts(saved, config)
+      if conflicts:
+        raise RunError(f'{self.path} holds a run with another configuration ('
+                       + '; '.join(conflicts) + '); use another --out or the same settings')
+      resuming = True
+    else:
+      resuming = False
+    with open(self.config + '.tmp', 'w') as f:
+      json.dump(config.to_json(), f, indent=1)
+    os.replace(self.config + '.tmp', self.config)
+    return resuming
+
+  def append_metrics(self, record: dict) -> None:
+    with open(self.metrics, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+
+  def truncate_metrics(self, after_step: int) -> None:
+    """On resume, drop records the resumed run will write again."""
+    if not os.path.exists(self.metrics):
+      return
+    with open(self.metrics) as f:
+      lines = [json.loads(x) for x in f if x.strip()]
+    keep = [r for r in lines if r.get('step', 0) <= after_step and r.get('kind') != 'test']
+    with open(self.metrics + '.tmp', 'w') as f:
+      for r in keep:
+        f.write(json.dumps(r) + '\n')
+    os.replace(self.metrics + '.tmp', self.metrics)
+
+
+def finished(out: str) -> bool:
+  return os.path.exists(os.path.join(out, 'results.json'))
+
+
+# --------------------------------------------------------------------- train
+def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[int] = None,
+          method_factory: Optional[Callable] = None) -> dict:
+  """Trains, validates, tests; returns the results dict (also written to
+  `results.json`). `stop_after` ends the process's work at that step without
+  finishing (used to test resumption)."""
+  config.validate()
+  run = RunDir(config.out)
+  resuming = run.prepare(config)
+  spec = processed_spec(config.algorithm)
+  placement = Placement.create(config.batch_size)
+  cache_dir = config.resolved_cache_dir()
+  say = (lambda msg: print(msg, flush=True)) if progress else (lambda msg: None)
+
+  # Method: how batches are made and what the loss is (baseline or Hint-ReLIC).
+  if method_factory is None:
+    from nar import methods
+    method_factory = methods.get
+  method = method_factory(config, spec)
+
+  say(f'[nar] {config.algorithm}: {config.method}, {config.processor} hidden {config.hidden}, '
+      f'batch {config.batch_size}, {config.steps} steps, seed {config.seed}, '
+      f'{len(jax.devices())} {jax.default_backend()} device(s)')
+  val = data_lib.load_split(config.algorithm, 'val', size=config.val_size,
+                            num_samples=config.val_samples, cache_dir=cache_dir,
+                            progress=progress)
+
+  example = method.example_batch()
+  net = build_network(config, spec, example)
+  optimizer = make_optimizer(config)
+  base_key = jax.random.PRNGKey(config.seed)
+  params = method.init(net, jax.random.fold_in(base_key, -1 % (2 ** 31)), example)
+  opt_state = optimizer.init(params)
+  state = {'params': params, 'opt_state': opt_state}
+  start_step, best = 0, {'score': -math.inf, 'step': -1}
+  if resuming:
+    found = ckpt.latest_good(run.checkpoints, state, report=say)
+    if found is not None:
+      state, meta, path = found
+      start_step, best = meta['step'], meta['best']
+      say(f'[nar] resuming from {path} (step {start_step})')
+  run.truncate_metrics(start_step)
+  state = placement.replicate(state)
+  update = make_update(method.loss_fn(net), optimizer)
+  predict = make_predict(net, spec)
+
+  def save_state(step: int) -> str:
+    meta = {'step': step, 'best': best, 'config': config.to_json()}
+    path = ckpt.save(run.checkpoints, f'step-{step:08d}', jax.device_get(state), meta)
+    ckpt.prune(run.checkpoints, config.keep_checkpoints)
+    return path
+
+  last_good = None
+  timings = {'compile_s': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'steps_timed': 0}
+  prefetch = data_lib.Prefetcher(method.batch, start_step, depth=config.prefetch)
+  bar = None
+  if progress:
+    from tqdm import tqdm
+    bar = tqdm(total=config.steps, initial=start_step, desc=config.algorithm, unit='step',
+               dynamic_ncols=True, file=sys.stdout)
+  step = start_step
+  try:
+    while step < config.steps:
+      if stop_after is not None and step >= stop_after:
+        return {'stopped_at': step}
+      item = next(prefetch)
+      t0 = time.perf_counter()
+      rng = jax.random.fold_in(base_key, step)
+      placed = method.place(item, placement)
+      params, opt_state, loss, terms, gnorm = update(state['params'], state['opt_state'], rng,
+                                                     *placed)
+      loss = float(loss)
+      dt = time.perf_counter() - t0
+      if step == start_step:
+        timings['compile_s'] += dt
+      else:
+        timings['train_s'] += dt
+        timings['steps_timed'] += 1
+      if not (math.isfinite(loss) and math.isfinite(float(gnorm))):
+        terms = {k: float(v) for k, v in jax.device_get(terms).items()}
+        raise RunError(
+            f'non-finite loss at step {step}: loss={loss}, grad norm={float(gnorm)}, terms='
+            + ', '.join(f'{k}={v:.4g}' for k, v in terms.items())
+            + f'; last good checkpoint: {last_good or "none"} (kept)')
+      state = {'params': params, 'opt_state': opt_state}
+      step += 1
+      if step % config.log_every == 0 or step == config.steps:
+        rec = {'kind': 'train', 'step': step, 'loss': loss, 'grad_norm': float(gnorm)}
+        rec.update({k: float(v) for k, v in jax.device_get(terms).items()})
+        run.append_metrics(rec)
+      if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f'{loss:.3f}', val=f"{best['score']:.3f}", refresh=False)
+      if step % config.eval_every == 0 or step == config.steps:
+        t1 = time.perf_counter()
+        scores = evaluate_split(predict, state['params'], val, spec, config.eval_batch_size,
+                                placement)
+        timings['eval_s'] += time.perf_counter() - t1
+        run.append_metrics({'kind': 'val', 'step': step, **scores})
+        if scores['score'] > best['score']:
+          best = {'score': scores['score'], 'step': step}
+          ckpt.save(run.checkpoints, 'best', jax.device_get(state['params']),
+                    {'step': step, 'best': best})
+        last_good = save_state(step)
+  finally:
+    prefetch.close()
+    if bar is not None:
+      bar.close()
+
+  # Test: the best validation checkpoint, out of distribution.
+  best_path = os.path.join(run.checkpoints, 'best')
+  test_params = state['params']
+  if os.path.isdir(best_path):
+    test_params, _ = ckpt.load(best_path, jax.device_get(state['params']))
+    test_params = placement.replicate(test_params)
+  test = data_lib.load_split(config.algorithm, 'test', size=config.test_size,
+                             num_samples=config.test_samples, cache_dir=cache_dir,
+                             progress=progress)
+  t1 = time.perf_counter()
+  test_scores = evaluate_split(predict, test_params, test, spec, config.eval_batch_size,
+                               placement, progress='testing' if progress else None)
+  timings['test_s'] = time.perf_counter() - t1
+  run.append_metrics({'kind': 'test', 'step': step, 'size': config.test_size, **test_scores})
+  samples_per_s = (timings['steps_timed'] * config.batch_size / timings['train_s']
+                   if timings['train_s'] > 0 else None)
+  results = {
+      'algorithm': config.algorithm, 'method': config.method, 'seed': config.seed,
+      'config': config.to_json(), 'versions': versions(),
+      'best_val': best, 'test': test_scores, 'test_score': test_scores['score'],
+      'test_size': config.test_size, 'steps': step,
+      'timings': {**timings, 'train_samples_per_s': samples_per_s},
+  }
+  with open(run.results + '.tmp', 'w') as f:
+    json.dump(results, f, indent=1)
+  os.replace(run.results + '.tmp', run.results)
+  say(f"[nar] {config.algorithm} {config.method}: best val {best['score']:.4f} at step "
+      f"{best['step']}; OOD test (n={config.test_size}) score {test_scores['score']:.4f}")
+  return results
+
+
+def evaluate_run(run_dir: str, size: int = 64, progress: bool = True,
+                 num_samples: Optional[int] = None) -> dict:
+  """Re-evaluates the best checkpoint of a run at another size."""
+  run = RunDir(run_dir)
+  if not os.path.exists(run.config):
+    raise RunError(f'{run_dir} is not a run directory (no config.json)')
+  config = TrainConfig.from_json(load_config_file(run.config))
+  spec = processed_spec(config.algorithm)
+  best_path = os.path.join(run.checkpoints, 'best')
+  if not os.path.isdir(best_path):
+    raise RunError(f'{run_dir} has no best checkpoint yet (checkpoints/best)')
+  from nar import methods
+  example = methods.get(config, spec).example_batch()
+  net = build_network(config, spec, example)
+  template = net.init(jax.random.PRNGKey(0), example.inputs, example.hints, example.lengths,
+                      example.node_mask, is_training=False)
+  try:
+    params, meta = ckpt.load(best_path, template)
+  except ckpt.CheckpointError as e:
+    raise RunError(str(e)) from e
+  split = data_lib.load_split(config.algorithm, 'test', size=size, num_samples=num_samples,
+                              cache_dir=config.resolved_cache_dir(), progress=progress)
+  scores = evaluate_split(make_predict(net, spec), params, split, spec, config.eval_batch_size,
+                          progress='evaluating' if progress else None)
+  return {'run': run_dir, 'algorithm': config.algorithm, 'size': size,
+          'checkpoint_step': meta['step'], **scores}
