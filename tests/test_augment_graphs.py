@@ -8,6 +8,7 @@ state alignment that accepts any t' whose two ends agree), and, when
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import time
 
@@ -315,3 +316,9 @@ def test_through_core(alg):
     assert np.array_equal(aug.twin.inputs['pos'][aug.node_map], s.inputs['pos'])
     covs.append(aug.coverage())
   assert np.mean(covs) >= COVERAGE_FLOOR[alg] - 0.05, (alg, covs)
+  # A sample from a batch carries no raw args: the core rebuilds them with
+  # args_from_inputs, and the rule must give the same twin.
+  bare = dataclasses.replace(s, args=())
+  again = augment.get(alg)(bare, np.random.default_rng(seed))
+  np.testing.assert_array_equal(again.twin.args[0], aug.twin.args[0])
+  np.testing.assert_array_equal(again.pairs, aug.pairs)
