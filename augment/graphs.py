@@ -1,9 +1,12 @@
 """Augmentation rules for the 12 CLRS graph algorithms.
 
-Every rule APPENDS its new nodes (indices n..n'-1, node_map = arange(n)), because
-all of dm-clrs's graph algorithms break ties by node index: a node with a larger
-index than every original is scanned, chosen or merged after any original
-candidate. What each rule must then control is WHEN the new nodes take part:
+All of dm-clrs's graph algorithms break ties by node index, so new nodes get
+indices above the originals: a new node is scanned, chosen or merged after any
+original candidate. The rules append them (node_map = arange(n)), except in the
+DFS-based algorithms, whose scan variable `v` is left at the LAST index after a
+full scan: there the new nodes go just before the last original node, which
+stays last (node_map = [0..n-2, n'-1]). What each rule must then control is
+WHEN the new nodes take part:
 
 * DFS-like searches (dfs, topological_sort, articulation_points, bridges,
   strongly_connected_components) stamp absolute times (`d`, `f`, `time`) and
@@ -187,8 +190,8 @@ def bfs_rule(sample: Sample, rng: np.random.Generator, *,
 # The DFS loops leave their scan variable at the LAST index when a scan finds no
 # white neighbour, and the `v` hint shows it. New nodes therefore go just BEFORE
 # the last original node L = n-1 (node_map = [0..n-2, n'-1]), so that L stays
-# the last index; originals never point to them, so the scans of originals are
-# unchanged. The new nodes become DFS roots after every original root except L
+# the last index; no original but the last root points to them, so the scans of
+# originals are unchanged. The new nodes become DFS roots after every original root except L
 # itself: when L is a root (it then has no white neighbour left), the new trees
 # come before L's, and L's last few frames are shifted in time.
 
