@@ -190,10 +190,11 @@ def bfs_rule(sample: Sample, rng: np.random.Generator, *,
 # The DFS loops leave their scan variable at the LAST index when a scan finds no
 # white neighbour, and the `v` hint shows it. New nodes therefore go just BEFORE
 # the last original node L = n-1 (node_map = [0..n-2, n'-1]), so that L stays
-# the last index; no original but the last root points to them, so the scans of
-# originals are unchanged. The new nodes become DFS roots after every original root except L
-# itself: when L is a root (it then has no white neighbour left), the new trees
-# come before L's, and L's last few frames are shifted in time.
+# the last index. No original but the last root points to them, so the scans of
+# the originals are unchanged. The new nodes become DFS roots after every
+# original root except L itself: when L is a root (then nothing white is left
+# for it to reach), the new trees come before it and L's own three frames are
+# shifted in time.
 
 
 def _insert_before_last(A: np.ndarray, k: int, dtype=None):
