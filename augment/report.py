@@ -21,6 +21,12 @@ from augment import core
 from nar import sample as sample_lib
 
 
+def size_for(algorithm: str, size: int) -> int:
+  """The string matchers' n is haystack + needle, and their sampler embeds a
+  needle of up to 8 characters in a longer haystack: 20 at training size."""
+  return max(size, 20) if algorithm in sample_lib.STRING_MATCHERS else size
+
+
 def _samples(algorithm: str, count: int, size: int, seed: int) -> list[sample_lib.Sample]:
   sampler = sample_lib.sampler_for(algorithm, seed)
   kwargs = sample_lib.protocol_kwargs(algorithm, 'train')
@@ -66,6 +72,7 @@ def coverage_table(algorithms: Sequence[str] | None = None, samples: int = 20,
       continue
     augmenter = augment.get(alg)
     for size in sizes:
+      size = size_for(alg, size)
       row = {**base, 'size': size, 'samples': samples}
       try:
         data = _samples(alg, samples, size, seed)
@@ -93,7 +100,20 @@ def _pct(x: float) -> str:
   return '-' if x is None or np.isnan(x) else f'{100 * x:.0f}%'
 
 
-def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+HEADER = """\
+Columns: coverage = share of the original's transitions t -> t+1 with a twin
+pair valid for all hints (pooled over the samples), with state alignment (whole
+twin trajectory, monotone) and prefix alignment (t' = t); per hint = the same
+for each hint alone (state alignment); added = mean number of new nodes;
+T -> T' = mean trajectory lengths of original and twin; aug/s = augmentations
+per second (rule + dm-clrs re-execution + comparison + alignment, one process).
+A pair is kept only if valid for at least half of the hints
+(`augment.core.MIN_VALID_FRACTION`): rarer agreements are coincidences of
+low-information hints, not the same step.
+"""
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], header: str = '') -> str:
   lines = ['| algorithm | n | coverage state | coverage prefix | per hint (state) | '
            'added | T -> T\' | aug/s state | aug/s prefix |',
            '|---|---|---|---|---|---|---|---|---|']
@@ -110,7 +130,7 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
         f"{_pct(r['coverage_prefix'])} | {hints} | {r['mean_added']:.1f} | "
         f"{r['mean_length']:.0f} -> {r['mean_twin_length']:.0f} | "
         f"{r['samples_per_s_state']:.0f} | {r['samples_per_s_prefix']:.0f} |")
-  out = ['\n'.join(lines), '']
+  out = ([header] if header else []) + ['\n'.join(lines), '']
   missing = [r for r in rows if not r['has_rule']]
   if missing:
     out += ['Algorithms without a rule:', '']
@@ -146,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
       sample_lib.check_algorithm(a)
   sizes = [int(s) for s in args.sizes.split(',')]
   rows = coverage_table(algorithms, args.samples, sizes, args.seed)
-  text = to_markdown(rows)
+  header = (f'# Augmentation coverage\n\n`nar augment-report --samples {args.samples} '
+            f'--sizes {args.sizes} --seed {args.seed}`: {args.samples} training-like samples '
+            f'per algorithm (protocol sampler, random pos).\n\n' + HEADER)
+  text = to_markdown(rows, header)
   print(text)
   if args.out:
     with open(args.out, 'w') as f:

@@ -256,3 +256,18 @@ def test_from_feedback_rejects_unprocessed_or_tampered_batches():
   hint.data[1, 0] = np.roll(hint.data[1, 0], 1)
   with pytest.raises(augment.MalformedSampleError, match="hint 'i'"):
     augment.get('insertion_sort').from_feedback(fb, 0)
+
+
+def test_report_rows_and_markdown(tmp_path):
+  from augment import report
+  rows = report.coverage_table(['minimum', 'segments_intersect'], samples=2, sizes=(6,))
+  by_alg = {r['algorithm']: r for r in rows}
+  assert by_alg['minimum']['coverage_state'] == 1.0
+  assert by_alg['minimum']['hint_coverage_state'] == {'min_h': 1.0, 'i': 1.0}
+  assert 1 <= by_alg['minimum']['mean_added'] <= 2
+  out = tmp_path / 'r.md'
+  assert report.main(['--algorithms', 'minimum', '--samples', '2', '--sizes', '6',
+                      '--out', str(out)]) == 0
+  assert '| minimum | 6 | 100% | 100% |' in out.read_text()
+  if 'segments_intersect' in augment.all_entries() and not by_alg['segments_intersect']['has_rule']:
+    assert by_alg['segments_intersect']['reason'] in report.to_markdown(rows)
