@@ -271,3 +271,15 @@ def test_report_rows_and_markdown(tmp_path):
   assert '| minimum | 6 | 100% | 100% |' in out.read_text()
   if 'segments_intersect' in augment.all_entries() and not by_alg['segments_intersect']['has_rule']:
     assert by_alg['segments_intersect']['reason'] in report.to_markdown(rows)
+
+
+def test_augment_many_and_args_less_samples():
+  a = sample_from_args('minimum', draw_args(sampler_for('minimum', 0), 5, protocol_kwargs('minimum', 'train')))
+  b = sample_from_args('bubble_sort', [np.array([0.3, 0.1, 0.2])])
+  out = augment.augment_many([a, b], np.random.default_rng(0), num_augmentations=2)
+  assert [x.original.algorithm for x in out] == ['minimum', 'minimum', 'bubble_sort', 'bubble_sort']
+  # Without args the rule works from the rebuilt args: same twin as with them.
+  bare = Sample(b.algorithm, (), b.inputs, b.hints, b.outputs)
+  x, y = augment.get('bubble_sort')(b, 7), augment.get('bubble_sort')(bare, 7)
+  np.testing.assert_array_equal(x.twin.args[0], y.twin.args[0])
+  np.testing.assert_array_equal(x.pairs, y.pairs)
