@@ -21,6 +21,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from augment.core import num_to_add
 from augment.rule import RuleEntry, TwinArgs, register
 from augment.strings import string_args_from_inputs
 from nar.sample import Sample
@@ -29,18 +30,13 @@ from nar.sample import Sample
 _LCS_ALPHABET = 4
 
 
-def _num_added(n: int, rng: np.random.Generator, max_added: Optional[int]) -> int:
-  # Few nodes: the network runs on the twin as well.
-  hi = max(2, n // 4) if max_added is None else max(1, int(max_added))
-  return int(rng.integers(1, hi + 1))
-
 
 def lcs_append(sample: Sample, rng: np.random.Generator, *,
                max_added: Optional[int] = None) -> TwinArgs:
   """Appends random characters at the end of x and/or y (split at random)."""
   x, y = (np.asarray(a) for a in sample.args)
   n_x, n_y = x.shape[0], y.shape[0]
-  k = _num_added(n_x + n_y, rng, max_added)
+  k = num_to_add(n_x + n_y, rng, max_added)
   k_x = int(rng.binomial(k, 0.5))
   k_y = k - k_x
   twin_x = np.concatenate([x, rng.integers(0, _LCS_ALPHABET, size=k_x).astype(x.dtype)])
@@ -54,7 +50,7 @@ def matrix_chain_append(sample: Sample, rng: np.random.Generator, *,
   """Appends dimensions drawn like the sampler's, U[0, 1), to the chain."""
   (p,) = (np.asarray(a) for a in sample.args)
   n = p.shape[0]
-  k = _num_added(n, rng, max_added)
+  k = num_to_add(n, rng, max_added)
   twin_p = np.concatenate([p, rng.uniform(0.0, 1.0, size=k).astype(p.dtype)])
   return TwinArgs(args=(twin_p,), node_map=np.arange(n))
 
@@ -78,7 +74,7 @@ def optimal_bst_append(sample: Sample, rng: np.random.Generator, *,
   """
   p, q = (np.asarray(a) for a in sample.args)
   n = q.shape[0]  # nodes
-  k = _num_added(n, rng, max_added)
+  k = num_to_add(n, rng, max_added)
   scale = 2.0 * float(np.mean(np.concatenate([p, q])))
   new = rng.uniform(0.0, 1.0, size=(2, k)) * scale
   twin_p = np.concatenate([p, new[0].astype(p.dtype)])

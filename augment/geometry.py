@@ -30,17 +30,13 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from augment.core import num_to_add
 from augment.rule import RuleEntry, TwinArgs, register
 from nar.sample import Sample
 
 # dm-clrs ConvexHullSampler default: points uniform in the disk of radius 2.
 _DISK_RADIUS = 2.0
 
-
-def _num_added(n: int, rng: np.random.Generator, max_added: Optional[int]) -> int:
-  # Few nodes: the network runs on the twin as well.
-  hi = max(2, n // 4) if max_added is None else max(1, int(max_added))
-  return int(rng.integers(1, hi + 1))
 
 
 def _lowest(xs: np.ndarray, ys: np.ndarray) -> int:
@@ -57,7 +53,7 @@ def graham_append_last_angle(sample: Sample, rng: np.random.Generator, *,
   """Appends points at polar angles (around `best`) beyond all originals'."""
   xs, ys = (np.asarray(a, dtype=np.float64) for a in sample.args)
   n = xs.shape[0]
-  k = _num_added(n, rng, max_added)
+  k = num_to_add(n, rng, max_added)
   best = _lowest(xs, ys)
   others = np.arange(n) != best
   angle_max = float(np.max(np.arctan2(ys[others] - ys[best], xs[others] - xs[best])))
@@ -65,7 +61,8 @@ def graham_append_last_angle(sample: Sample, rng: np.random.Generator, *,
   # elsewhere: `best` must lie strictly inside, else a ray leaving the disk at
   # once would put a new point ON `best`, and dm-clrs's scan never terminates
   # on duplicate points (it pops down to `best` and keeps popping).
-  radius = max(_DISK_RADIUS, 1.05 * float(np.max(np.hypot(xs, ys))))
+  extent = float(np.max(np.hypot(xs, ys)))
+  radius = _DISK_RADIUS if extent < _DISK_RADIUS else 1.05 * extent
   bx, by = xs[best], ys[best]
   # Distinct angles in the open wedge (angle_max, pi): above `best`, sorted
   # after every original, no ties among new points.
@@ -86,7 +83,7 @@ def jarvis_append_interior(sample: Sample, rng: np.random.Generator, *,
   """Appends points strictly inside the hull at the end of the array."""
   xs, ys = (np.asarray(a, dtype=np.float64) for a in sample.args)
   n = xs.shape[0]
-  k = _num_added(n, rng, max_added)
+  k = num_to_add(n, rng, max_added)
   new_x, new_y = np.empty(k), np.empty(k)
   for m in range(k):
     # Uniform in the triangle of three random originals, away from its edges:

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from augment.core import num_to_add
 from augment.rule import RuleEntry, TwinArgs, register
 from nar.sample import Sample
 
@@ -29,18 +30,13 @@ from nar.sample import Sample
 _ALPHABET_SIZE = 4
 
 
-def _num_added(n: int, rng: np.random.Generator, max_added: Optional[int]) -> int:
-  # Few nodes: the network runs on the twin as well.
-  hi = max(2, n // 4) if max_added is None else max(1, int(max_added))
-  return int(rng.integers(1, hi + 1))
-
 
 def append_to_haystack(sample: Sample, rng: np.random.Generator, *,
                        max_added: Optional[int] = None) -> TwinArgs:
   """Appends random characters at the end of the haystack."""
   haystack, needle = (np.asarray(a) for a in sample.args)
   n_t, n_p = haystack.shape[0], needle.shape[0]
-  k = _num_added(n_t + n_p, rng, max_added)
+  k = num_to_add(n_t + n_p, rng, max_added)
   extra = rng.integers(0, _ALPHABET_SIZE, size=k).astype(haystack.dtype)
   twin_haystack = np.concatenate([haystack, extra])
   # Haystack nodes keep their index; needle nodes move behind the new characters.
