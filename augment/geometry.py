@@ -10,7 +10,8 @@ than every original's are sorted last: `best`, every original's `atans` and the
 processing order of the originals are unchanged, so the original trajectory is
 a prefix of the twin's (t' = t); the new points are scanned afterwards. They are
 drawn in the wedge between the original's last ray and the horizontal, inside
-the sampler's disk.
+the sampler's disk. If that wedge is thinner than `_MIN_WEDGE` the rule falls
+back to interior points (dm-clrs's scan can loop forever on collinear points).
 
 jarvis_march: every hull step sweeps all points in array order, keeping the
 most clockwise candidate as `endpoint`. New points appended at the END of the
@@ -36,6 +37,9 @@ from nar.sample import Sample
 
 # dm-clrs ConvexHullSampler default: points uniform in the disk of radius 2.
 _DISK_RADIUS = 2.0
+# Narrowest wedge (radians) beyond the originals' largest polar angle in which
+# graham_scan's new points are placed.
+_MIN_WEDGE = 1e-3
 
 
 
@@ -57,6 +61,14 @@ def graham_append_last_angle(sample: Sample, rng: np.random.Generator, *,
   best = _lowest(xs, ys)
   others = np.arange(n) != best
   angle_max = float(np.max(np.arctan2(ys[others] - ys[best], xs[others] - xs[best])))
+  if math.pi - angle_max < _MIN_WEDGE:
+    # Too thin a wedge: new points would be nearly collinear with `best` and
+    # the last original, and dm-clrs's scan can loop forever on collinear
+    # points. Interior points are scanned among the originals instead (fewer
+    # valid steps, all found by state alignment).
+    new_x, new_y = _interior_points(xs, ys, k, rng)
+    return TwinArgs(args=(np.concatenate([xs, new_x]), np.concatenate([ys, new_y])),
+                    node_map=np.arange(n))
   # The sampler's disk (centre 0, radius 2), widened if the points come from
   # elsewhere: `best` must lie strictly inside, else a ray leaving the disk at
   # once would put a new point ON `best`, and dm-clrs's scan never terminates
@@ -78,21 +90,30 @@ def graham_append_last_angle(sample: Sample, rng: np.random.Generator, *,
                   node_map=np.arange(n))
 
 
+def _interior_points(xs: np.ndarray, ys: np.ndarray, k: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """k points strictly inside the hull of (xs, ys)."""
+  n = xs.shape[0]
+  if n < 3:
+    raise ValueError(f'need at least 3 points for an interior point, got {n}')
+  new_x, new_y = np.empty(k), np.empty(k)
+  for m in range(k):
+    # In the triangle of three random originals, away from its edges: that
+    # open triangle lies in the hull's interior (the sampler rejects collinear
+    # triples, so the triangle is not degenerate).
+    a, b, c = rng.choice(n, size=3, replace=False)
+    w = rng.dirichlet((2.0, 2.0, 2.0))
+    new_x[m] = w[0] * xs[a] + w[1] * xs[b] + w[2] * xs[c]
+    new_y[m] = w[0] * ys[a] + w[1] * ys[b] + w[2] * ys[c]
+  return new_x, new_y
+
+
 def jarvis_append_interior(sample: Sample, rng: np.random.Generator, *,
                            max_added: Optional[int] = None) -> TwinArgs:
   """Appends points strictly inside the hull at the end of the array."""
   xs, ys = (np.asarray(a, dtype=np.float64) for a in sample.args)
   n = xs.shape[0]
-  k = num_to_add(n, rng, max_added)
-  new_x, new_y = np.empty(k), np.empty(k)
-  for m in range(k):
-    # Uniform in the triangle of three random originals, away from its edges:
-    # that open triangle lies in the hull's interior (the sampler rejects
-    # collinear triples, so the triangle is not degenerate).
-    a, b, c = rng.choice(n, size=3, replace=False)
-    w = rng.dirichlet((2.0, 2.0, 2.0))
-    new_x[m] = w[0] * xs[a] + w[1] * xs[b] + w[2] * xs[c]
-    new_y[m] = w[0] * ys[a] + w[1] * ys[b] + w[2] * ys[c]
+  new_x, new_y = _interior_points(xs, ys, num_to_add(n, rng, max_added), rng)
   return TwinArgs(args=(np.concatenate([xs, new_x]), np.concatenate([ys, new_y])),
                   node_map=np.arange(n))
 

@@ -317,3 +317,22 @@ def test_through_core(alg):
   assert np.mean(state) >= f_state - 1e-9, state
   for h, values in per_hint.items():
     assert np.mean(values) >= hint_floors.get(h, f_hint) - 1e-9, (h, values)
+
+
+def test_graham_thin_wedge_falls_back_to_interior_points():
+  # A point almost level with, and left of, the lowest point leaves no room
+  # beyond the largest polar angle: the rule must still give a twin on which
+  # dm-clrs terminates, with points strictly inside the hull.
+  rng = np.random.default_rng(5)
+  theta = rng.uniform(0, 2 * np.pi, 12)
+  r = 2 * np.sqrt(rng.uniform(0, 1, 12))
+  xs, ys = r * np.cos(theta), r * np.sin(theta)
+  best = int(np.argmin(ys))
+  xs = np.r_[xs, xs[best] - 1.0]
+  ys = np.r_[ys, ys[best] + 1e-5]
+  s = sample_from_args('graham_scan', (xs, ys))
+  twin_args, twin = make_twin('graham_scan', s, 0)
+  n = s.num_nodes
+  np.testing.assert_array_equal(twin.outputs['in_hull'][:n], s.outputs['in_hull'])
+  assert not np.any(twin.outputs['in_hull'][n:])
+  assert coverage(s, twin, np.asarray(twin_args.node_map))['state']['best'] == 1.0
