@@ -22,7 +22,15 @@ class Affine(NamedTuple):
   b: jax.Array
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return x @ self.w + self.b
+    return matmul(x, self.w) + self.b
+
+
+def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+  """x `[..., K]` @ w `[K, M]` as one 2-D dot: XLA:CPU runs the backward pass of a
+  flattened dot about 1.5x faster than that of a dot with batch dimensions."""
+  if x.ndim <= 2:
+    return x @ w
+  return (x.reshape(-1, x.shape[-1]) @ w).reshape(x.shape[:-1] + (w.shape[-1],))
 
 
 class Dense(hk.Module):

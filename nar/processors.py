@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from nar.clrs_import import __name__ as _  # noqa: F401
 from clrs._src import processors as clrs_processors
 
-from nar.layers import Affine, Dense, LayerNorm, LayerNormParams, MLP, mlp_apply
+from nar.layers import Affine, Dense, LayerNorm, LayerNormParams, MLP, matmul, mlp_apply
 
 BIG = 1e9
 FAST_KINDS = {
@@ -59,20 +59,55 @@ class FoldedEdges:
     if key in self.static_proj:
       out = self.static_proj[key]
     elif self.static is not None:
-      out = self.static @ w
+      out = matmul(self.static, w)
     else:
       out = 0.0
     bias = 0.0 if b is None else b
     for x, cw, cb in self.channels:
-      out = out + x @ (cw @ w)
+      out = out + _contract(x, cw @ w)
       bias = bias + cb @ w
     return out + bias
 
   def materialise(self) -> jax.Array:
     out = 0.0 if self.static is None else self.static
     for x, cw, cb in self.channels:
-      out = out + x @ cw + cb
+      out = out + _contract(x, cw) + cb
     return out
+
+
+def _contract(x: jax.Array, w: jax.Array) -> jax.Array:
+  """x `[..., C]` @ w `[C, K]`; for the common C = 1 a broadcast product, which
+  XLA:CPU runs far faster than a dot with a contraction of size one."""
+  if x.shape[-1] == 1:
+    return x * w[0]
+  return matmul(x, w)
+
+
+@jax.custom_vjp
+def max_plus(u: jax.Array, v: jax.Array) -> jax.Array:
+  """out[b, i, j] = max_a u[b, a, i] + v[b, a, j] (trailing feature axis kept).
+
+  u, v: `[B, A, N, F]` -> `[B, N, N, F]`. Its gradient keeps only the argmax
+  (int8, `[B, N, N, F]`) instead of the `[B, A, N, N, F]` comparison mask that
+  autodiff of `jnp.max` stores: 4x faster inside the training scan."""
+  return jnp.max(u[:, :, :, None, :] + v[:, :, None, :, :], axis=1)
+
+
+def _max_plus_fwd(u, v):
+  per = u[:, :, :, None, :] + v[:, :, None, :, :]
+  arg = jnp.argmax(per, axis=1)
+  dtype = jnp.int8 if u.shape[1] <= 127 else jnp.int32
+  return jnp.max(per, axis=1), arg.astype(dtype)
+
+
+def _max_plus_bwd(arg, g):
+  num_a = g.shape[1]  # A = N: the maximised-over axis is the node axis
+  hit = arg[:, None] == jnp.arange(num_a, dtype=arg.dtype)[None, :, None, None, None]
+  routed = jnp.where(hit, g[:, None], 0.0)                          # [B, A, I, J, F]
+  return jnp.sum(routed, axis=3), jnp.sum(routed, axis=2)
+
+
+max_plus.defvjp(_max_plus_fwd, _max_plus_bwd)
 
 
 class MPNNParams(NamedTuple):
@@ -151,10 +186,8 @@ def mpnn_step(p: MPNNParams, node_fts: jax.Array, edges: FoldedEdges, graph_fts:
     tri_e_1, tri_e_2, tri_e_3 = te[..., :nt], te[..., nt:2 * nt], te[..., 2 * nt:]
     tri_1 = t_1(z) + jnp.where(sender_ok, 0.0, -BIG)[..., None]   # [B, A, T]
     # max over the first node a of (t1[a] + te1[a, i] + te2[a, j]); the rest after.
-    per_a = (tri_1[:, :, None, None, :] + tri_e_1[:, :, :, None, :] +
-             tri_e_2[:, :, None, :, :])                              # [B, A, I, J, T]
-    tri = (jnp.max(per_a, axis=1) + t_2(z)[:, :, None, :] + t_3(z)[:, None, :, :] +
-           tri_e_3 + t_g(graph_fts)[:, None, None, :])
+    tri = (max_plus(tri_1[:, :, None, :] + tri_e_1, tri_e_2) + t_2(z)[:, :, None, :] +
+           t_3(z)[:, None, :, :] + tri_e_3 + t_g(graph_fts)[:, None, None, :])
     tri_msgs = jax.nn.relu(o3(tri))
 
   msgs = (msg_1[:, None, :, :] + msg_2[:, :, None, :] + msg_e + msg_g[:, None, None, :])

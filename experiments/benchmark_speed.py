@@ -1,0 +1,187 @@
+"""Training throughput: our trainer vs dm-clrs's `BaselineModel`, same batches.
+
+Both train the same configuration (algorithm, processor, hidden size, batch
+size, n = 16 by default) on IDENTICAL batches (ours, converted to a dm-clrs
+`Feedback`), after compilation; we report samples/s of each and the ratio.
+Optionally also a Hint-ReLIC step, its twins alone, and per-device throughput.
+
+    python -m experiments.benchmark_speed --algorithms insertion_sort bfs dfs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def _feedback(batch, spec):
+  import clrs
+  from clrs._src import probing
+
+  def dp(name, x):
+    _, loc, typ = spec[name]
+    return probing.DataPoint(name=name, location=loc, type_=typ, data=np.asarray(x, np.float32))
+  return clrs.Feedback(
+      clrs.Features(tuple(dp(k, v) for k, v in batch.inputs.items()),
+                    tuple(dp(k, v) for k, v in batch.hints.items()), batch.lengths),
+      tuple(dp(k, v) for k, v in batch.outputs.items()))
+
+
+def _time(fn, batches, repeats: int) -> float:
+  """Seconds per call, after one warm-up call per distinct batch shape."""
+  for b in batches:
+    fn(b)
+  t0 = time.perf_counter()
+  for _ in range(repeats):
+    for b in batches:
+      fn(b)
+  return (time.perf_counter() - t0) / (repeats * len(batches))
+
+
+def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, num_batches: int,
+                    repeats: int, processor: str, with_relic: bool) -> dict:
+  import jax
+  import clrs
+  from clrs._src import baselines
+  from nar import methods
+  from nar import train as T
+  from nar.batching import pad_samples
+  from nar.config import TrainConfig
+  from nar.data import make_train_samples
+  from nar.sample import processed_spec
+
+  spec = processed_spec(algorithm)
+  config = TrainConfig(algorithm=algorithm, hidden=hidden, batch_size=batch_size,
+                       processor=processor, train_sizes=(size,)).validate()
+  # Identical batches for both: fixed n, time padded to the longest of them all.
+  sample_sets = [make_train_samples(algorithm, 0, k, batch_size, (size,))
+                 for k in range(num_batches)]
+  t_max = max(s.length for ss in sample_sets for s in ss)
+  batches = [pad_samples(ss, spec, num_steps=t_max) for ss in sample_sets]
+
+  # dm-clrs reference.
+  feedbacks = [_feedback(b, spec) for b in batches]
+  factory = clrs.get_processor_factory(processor, use_ln=True, nb_triplet_fts=8)
+  ref = baselines.BaselineModel(
+      spec, feedbacks[0], factory, hidden_dim=hidden, encode_hints=True, decode_hints=True,
+      encoder_init='xavier_on_scalars', learning_rate=1e-3, grad_clip_max_norm=1.0,
+      hint_repred_mode='soft', hint_teacher_forcing=0.0, use_lstm=False, dropout_prob=0.0)
+  ref.init(feedbacks[0].features, 42)
+  key = jax.random.PRNGKey(0)
+
+  def ref_step(fb):
+    return float(ref.feedback(key, fb))
+  ref_s = _time(ref_step, feedbacks, repeats)
+
+  # Ours.
+  method = methods.get(config, spec)
+  net = T.build_network(config, spec, batches[0])
+  optimizer = T.make_optimizer(config)
+  params = method.init(net, key, batches[0])
+  state = [params, optimizer.init(params)]
+  update = T.make_update(method.loss_fn(net), optimizer)
+  placement = T.Placement.create(batch_size)
+  placed = [placement.batch(b) for b in batches]
+
+  def our_step(b):
+    state[0], state[1], loss, _, _ = update(state[0], state[1], key, b)
+    return float(loss)
+  ours_s = _time(our_step, placed, repeats)
+  n_dev = len(jax.devices())
+  row = {'algorithm': algorithm, 'hidden': hidden, 'batch': batch_size, 'n': size,
+         'T': t_max, 'processor': processor, 'devices': n_dev,
+         'dm_clrs_samples_per_s': batch_size / ref_s, 'ours_samples_per_s': batch_size / ours_s,
+         'ours_per_device_samples_per_s': batch_size / ours_s / n_dev,
+         'speedup': ref_s / ours_s}
+  if with_relic:
+    row.update(_bench_relic(algorithm, config, spec, sample_sets, repeats))
+  return row
+
+
+def _bench_relic(algorithm, config, spec, sample_sets, repeats) -> dict:
+  """Cost of a Hint-ReLIC step vs a baseline step on the twins alone."""
+  import dataclasses
+  import jax
+  from nar import methods
+  from nar import train as T
+  cfg = dataclasses.replace(config, method='hint_relic').validate()
+  relic = methods.get(cfg, spec)
+  items = [relic.make_item(ss, k) for k, ss in enumerate(sample_sets)]
+  net = T.build_network(cfg, spec, items[0][0])
+  optimizer = T.make_optimizer(cfg)
+  key = jax.random.PRNGKey(0)
+  params = relic.init(net, key, items[0][0])
+  placement = T.Placement.create(cfg.batch_size)
+  state = [params, optimizer.init(params)]
+  update = T.make_update(relic.loss_fn(net), optimizer)
+  placed = [relic.place(it, placement) for it in items]
+
+  def relic_step(p):
+    state[0], state[1], loss, _, _ = update(state[0], state[1], key, *p)
+    return float(loss)
+  relic_s = _time(relic_step, placed, repeats)
+  # Baseline step on original + twin batch (the twins alone, no pairing, no contrast).
+  base = methods.Baseline(config, spec)
+  bstate = [params, optimizer.init(params)]
+  bupdate = T.make_update(base.loss_fn(net), optimizer)
+
+  def twins_step(p):
+    orig, twin = p[0], p[1]
+    bstate[0], bstate[1], l1, _, _ = bupdate(bstate[0], bstate[1], key, orig)
+    bstate[0], bstate[1], l2, _, _ = bupdate(bstate[0], bstate[1], key, twin)
+    return float(l1) + float(l2)
+  twins_s = _time(twins_step, placed, repeats)
+  t0 = time.perf_counter()
+  for k, ss in enumerate(sample_sets):
+    relic.make_item(ss, k)
+  aug_s = (time.perf_counter() - t0) / len(sample_sets)
+  bs = config.batch_size
+  return {'relic_samples_per_s': bs / relic_s, 'twins_only_samples_per_s': bs / twins_s,
+          'relic_overhead_vs_twins': relic_s / twins_s - 1.0,
+          'augmentation_samples_per_s': bs / aug_s}
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--algorithms', nargs='+', default=['insertion_sort', 'bfs', 'dfs'])
+  p.add_argument('--hidden', type=int, default=128)
+  p.add_argument('--batch-size', type=int, default=32)
+  p.add_argument('--size', type=int, default=16)
+  p.add_argument('--batches', type=int, default=2)
+  p.add_argument('--repeats', type=int, default=3)
+  p.add_argument('--processor', default='triplet_gmpnn')
+  p.add_argument('--relic', action='store_true', help='also time Hint-ReLIC steps')
+  p.add_argument('--devices', type=int, default=None,
+                 help='force N host (CPU) devices (sets XLA_FLAGS before JAX starts)')
+  p.add_argument('--out', default=None, help='write the rows as JSON here')
+  args = p.parse_args(argv)
+  if args.devices:
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                               f' --xla_force_host_platform_device_count={args.devices}')
+  import nar.clrs_import  # noqa: F401
+  rows = []
+  for alg in args.algorithms:
+    row = bench_algorithm(alg, hidden=args.hidden, batch_size=args.batch_size, size=args.size,
+                          num_batches=args.batches, repeats=args.repeats,
+                          processor=args.processor, with_relic=args.relic)
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+  print()
+  print('| algorithm | T | dm-clrs samples/s | ours samples/s | speed-up |')
+  print('|---|---|---|---|---|')
+  for r in rows:
+    print(f"| {r['algorithm']} | {r['T']} | {r['dm_clrs_samples_per_s']:.1f} | "
+          f"{r['ours_samples_per_s']:.1f} | {r['speedup']:.2f}x |")
+  if args.out:
+    with open(args.out, 'w') as f:
+      json.dump({'rows': rows, 'argv': sys.argv}, f, indent=1)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
