@@ -11,6 +11,7 @@ Processing applied, in dm-clrs's own order (`examples/run.py`):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
@@ -143,7 +144,8 @@ def sample_from_args(algorithm: str, args: Sequence[Any], *,
   """
   fn = getattr(clrs_algorithms, algorithm)
   args = tuple(args)
-  _, probes = fn(*args)
+  # dm-clrs sorts/partitions array arguments in place: keep ours intact.
+  _, probes = fn(*copy.deepcopy(args))
   inp, outp, hint = probing.split_stages(probes, clrs_specs.SPECS[algorithm])
   if pred_as_input and algorithm in PRED_AS_INPUT_ALGORITHMS:
     pred_h = [h for h in hint if h.name == 'pred_h']
@@ -152,9 +154,9 @@ def sample_from_args(algorithm: str, args: Sequence[Any], *,
       inp = list(inp) + [probing.DataPoint(
           name='pred', location=pred_h[0].location, type_=pred_h[0].type_,
           data=pred_h[0].data[0])]
-  inp = clrs_samplers._preprocess_permutations(inp, enforce_permutations)  # pylint: disable=protected-access
-  hint = clrs_samplers._preprocess_permutations(hint, enforce_permutations)  # pylint: disable=protected-access
-  outp = clrs_samplers._preprocess_permutations(outp, enforce_permutations)  # pylint: disable=protected-access
+  inp = _preprocess_permutations(inp, enforce_permutations)
+  hint = _preprocess_permutations(hint, enforce_permutations)
+  outp = _preprocess_permutations(outp, enforce_permutations)
   sample = Sample(algorithm=algorithm, args=args, inputs=_unbatch(inp, 0),
                   hints=_unbatch(hint, 1), outputs=_unbatch(outp, 0))
   if pos is not None:
@@ -164,9 +166,42 @@ def sample_from_args(algorithm: str, args: Sequence[Any], *,
   return sample
 
 
+def cyclic_predecessor_and_first(pointers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """NumPy twin of dm-clrs `probing.predecessor_to_cyclic_predecessor_and_first`
+  for one sample (`pointers` `[1, N]`): dm-clrs's runs through JAX and recompiles
+  for every new size, which dominated the cost of re-executing augmented twins."""
+  n = pointers.shape[-1]
+  one_hot = np.eye(n, dtype=np.float32)[np.asarray(pointers, np.int64)]   # [1, N, N]
+  last = one_hot.sum(-2).argmin()
+  first = np.diagonal(one_hot, axis1=-2, axis2=-1).argmax()
+  mask = np.eye(n, dtype=np.float32)[first]
+  one_hot += mask[..., None] * np.eye(n, dtype=np.float32)[last]
+  one_hot -= mask[..., None] * mask
+  return one_hot, mask[None]
+
+
+def _preprocess_permutations(probes, enforce_permutations: bool):
+  """dm-clrs `samplers._preprocess_permutations` for one sample, in NumPy."""
+  out = []
+  for x in probes:
+    if x.type_ != clrs_specs.Type.SHOULD_BE_PERMUTATION:
+      out.append(x)
+      continue
+    if enforce_permutations:
+      perm, mask = cyclic_predecessor_and_first(x.data)
+      out.append(probing.DataPoint(name=x.name, location=x.location,
+                                   type_=clrs_specs.Type.PERMUTATION_POINTER, data=perm))
+      out.append(probing.DataPoint(name=x.name + '_mask', location=x.location,
+                                   type_=clrs_specs.Type.MASK_ONE, data=mask))
+    else:
+      out.append(probing.DataPoint(name=x.name, location=x.location,
+                                   type_=clrs_specs.Type.POINTER, data=x.data))
+  return out
+
+
 def randomise_pos(pos: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
   """`clrs.process_random_pos` for one sample: sorted uniforms per segment
-  (segments start where the default `pos` is 0, e.g. needle | haystack)."""
+  (segments start where the default `pos` is 0, e.g. haystack | needle)."""
   n = pos.shape[0]
   unsorted = rng.uniform(size=(n,))
   split = np.concatenate([np.where(pos == 0)[0], [n]])

@@ -1,0 +1,73 @@
+"""End to end: a tiny run trains, validates, tests, writes its files, and resumes exactly."""
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nar import checkpoint, methods
+from nar.config import TrainConfig
+from nar.train import RunError, train
+
+
+def tiny(out, cache, **kw):
+  base = dict(algorithm='bfs', steps=6, hidden=8, batch_size=4, eval_every=3, log_every=1,
+              train_sizes=(4, 5), val_samples=8, test_samples=8, test_size=8, eval_batch_size=4,
+              out=str(out), cache_dir=str(cache), seed=3)
+  base.update(kw)
+  return TrainConfig(**base).validate()
+
+
+def _final_params(out):
+  (_, path), *_ = checkpoint.step_dirs(os.path.join(out, 'checkpoints'))
+  with np.load(os.path.join(path, checkpoint.STATE)) as z:
+    return {k: z[k] for k in z.files}
+
+
+def test_tiny_run_writes_results_and_resumes_exactly(tmp_path):
+  cache = tmp_path / 'cache'
+  full = train(tiny(tmp_path / 'full', cache), progress=False)
+  assert 0.0 <= full['test_score'] <= 1.0
+  assert full['best_val']['step'] in (3, 6)
+  lines = [json.loads(x) for x in open(tmp_path / 'full' / 'metrics.jsonl')]
+  assert [r['step'] for r in lines if r['kind'] == 'val'] == [3, 6]
+  assert os.path.isdir(tmp_path / 'full' / 'checkpoints' / 'best')
+  saved = json.load(open(tmp_path / 'full' / 'results.json'))
+  assert saved['versions']['dm-clrs'] == '2.0.3' and saved['config']['hidden'] == 8
+
+  # Interrupted after step 3 (its checkpoint), then resumed: identical end state.
+  part = tiny(tmp_path / 'resumed', cache)
+  assert train(part, progress=False, stop_after=4) == {'stopped_at': 4}
+  resumed = train(tiny(tmp_path / 'resumed', cache), progress=False)
+  a, b = _final_params(tmp_path / 'full'), _final_params(tmp_path / 'resumed')
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])
+  assert resumed['test'] == full['test']
+  val_a = [r for r in lines if r['kind'] == 'val']
+  val_b = [json.loads(x) for x in open(tmp_path / 'resumed' / 'metrics.jsonl')]
+  assert val_a == [r for r in val_b if r['kind'] == 'val']
+
+
+def test_run_directory_of_another_configuration_is_refused(tmp_path):
+  train(tiny(tmp_path / 'r', tmp_path / 'c', steps=1, eval_every=1), progress=False)
+  with pytest.raises(RunError, match='hidden'):
+    train(tiny(tmp_path / 'r', tmp_path / 'c', steps=1, eval_every=1, hidden=16),
+          progress=False)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
+  class Broken(methods.Baseline):
+    def loss_fn(self, net):
+      inner = super().loss_fn(net)
+
+      def loss(params, rng, batch):
+        total, terms = inner(params, rng, batch)
+        return total * jnp.nan, terms
+      return loss
+
+  with pytest.raises(RunError, match='non-finite loss at step 0'):
+    train(tiny(tmp_path / 'r', tmp_path / 'c'), progress=False,
+          method_factory=lambda c, s: Broken(c, s))
