@@ -10,7 +10,8 @@ from typing import Any, Optional
 from nar.processors import PROCESSOR_KINDS
 from nar.sample import CLRS30_ALGORITHMS
 
-METHODS = ('baseline', 'hint_relic')
+# twins_only / contrast_no_kl: Hint-ReLIC ablations (see nar.hint_relic.ABLATIONS).
+METHODS = ('baseline', 'hint_relic', 'twins_only', 'contrast_no_kl')
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,7 @@ class TrainConfig:
   relic_contrast: bool = True     # False: twins supervised only (data augmentation)
   relic_hints: str = 'all'        # comma-separated hint names to regularise, or 'all'
   augmentations: int = 1          # twins per sample
+  relic_pairs: int = 4            # valid step pairs per twin used by the contrast
 
   def validate(self) -> 'TrainConfig':
     if self.algorithm not in CLRS30_ALGORITHMS:
@@ -61,7 +63,7 @@ class TrainConfig:
                         f"{', '.join(PROCESSOR_KINDS)}")
     for name in ('steps', 'batch_size', 'hidden', 'eval_every', 'log_every', 'eval_batch_size',
                  'test_size', 'keep_checkpoints', 'prefetch', 'relic_critic_hidden',
-                 'augmentations'):
+                 'augmentations', 'relic_pairs'):
       v = getattr(self, name)
       if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
         raise ConfigError(f'{name} must be a positive integer, got {v!r}')

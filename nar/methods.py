@@ -47,7 +47,8 @@ class Baseline:
 def get(config: TrainConfig, spec: dict):
   if config.method == 'baseline':
     return Baseline(config, spec)
-  if config.method == 'hint_relic':
-    from nar.hint_relic import HintReLIC
-    return HintReLIC(config, spec)
+  from nar.hint_relic import ABLATIONS, HintReLIC
+  if config.method in ABLATIONS:
+    import dataclasses
+    return HintReLIC(dataclasses.replace(config, **ABLATIONS[config.method]), spec)
   raise ValueError(f'unknown method {config.method}')

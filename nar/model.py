@@ -329,7 +329,8 @@ class Net(hk.Module):
     out_step = jnp.maximum(lengths - 2, 0)                      # step whose outputs count
     hint_names = [k for k, v in self.spec.items() if v[0] == _Stage.HINT]
     output_names = [k for k, v in self.spec.items() if v[0] == _Stage.OUTPUT]
-    pointer_hints = [k for k in hint_names if self.spec[k][2] == _Type.POINTER]
+    pointer_hints = [k for k in hint_names
+                     if self.spec[k][2] == _Type.POINTER and self.spec[k][1] == _Loc.NODE]
 
     def step(hidden, cur_hints, i):
       """One step: encode current hints, process, decode next hints."""

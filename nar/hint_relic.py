@@ -1,0 +1,299 @@
+"""Hint-ReLIC (METHOD.md section 3): supervised loss on the original and its
+causally-equivalent twins, plus a ReLIC contrast and invariance penalty on the
+next-step representations of valid step pairs.
+
+    L = L_sup(x) + beta * L_sup(x') + lambda * (L_contrast + alpha * L_KL)
+
+Pointer hints (per valid pair, per original node i with true next target j):
+  anchor g(r_x(i, j)), positive g(r_x'(m(i), m(j))), negatives g(r_x'(m(i), u)) for
+  every other real twin node u (added nodes included); softmax over u at
+  temperature tau, cross-entropy at m(j); and symmetrically from the twin to the
+  original (candidates v of x, target j). r is the pair feature the pointer
+  decoder scores; g a small critic MLP followed by L2 normalisation.
+Node-level state (mask, mask_one, categorical, scalar, and edge/graph hints, which
+the node embeddings carry): the same contrast over node embeddings, node i of x
+against all nodes of x' (target m(i)) and back; used on pairs valid for every
+regularised non-pointer hint.
+KL: alpha * KL(p_{x->x'} restricted to the original candidates || p_{x'->x}).
+
+Cost: the contrast uses at most `relic_pairs` valid pairs per twin (sampled on
+the host), so its price stays small beside the twins' forward/backward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nar import data as data_lib
+from nar.batching import Batch, bucket, pad_samples
+from nar.config import TrainConfig
+from nar.layers import Dense, mlp_apply
+from nar.losses import supervised_loss
+from nar.processors import BIG
+
+from clrs._src import specs as clrs_specs
+
+_Type = clrs_specs.Type
+
+# Named ablations (config overrides on top of method=hint_relic).
+ABLATIONS = {
+    'hint_relic': {},
+    'twins_only': {'relic_contrast': False},          # data augmentation, no contrast
+    'contrast_no_kl': {'relic_alpha': 0.0},           # contrast without invariance KL
+}
+
+
+class PairData(NamedTuple):
+  """Selected valid step pairs, per twin k (twin k augments original k // K).
+
+  t, t_twin: int `[BK, M]` original / twin transition index; mask `[BK, M]`
+  float (1 = a real pair); pointer_valid: hint -> `[BK, M]` float; node_valid
+  `[BK, M]` float; node_map int `[BK, N]` (original node -> twin node, 0 where
+  the original node is padding)."""
+  t: np.ndarray
+  t_twin: np.ndarray
+  mask: np.ndarray
+  pointer_valid: dict
+  node_valid: np.ndarray
+  node_map: np.ndarray
+
+
+def regularised_hints(spec: dict, which: str) -> tuple[list[str], list[str]]:
+  """(pointer hints, other hints) the objective regularises."""
+  hints = [k for k, v in spec.items() if v[0] == 'hint']
+  if which != 'all':
+    wanted = [h.strip() for h in which.split(',') if h.strip()]
+    unknown = sorted(set(wanted) - set(hints))
+    if unknown:
+      raise ValueError(f"unknown hints {unknown}; this algorithm's hints: {', '.join(hints)}")
+    hints = [h for h in hints if h in wanted]
+  pointers = [h for h in hints if spec[h][1] == 'node' and spec[h][2] == _Type.POINTER]
+  return pointers, [h for h in hints if h not in pointers]
+
+
+def select_pairs(augmented: list, num_originals: int, num_nodes: int, max_pairs: int,
+                 pointer_hints: list[str], other_hints: list[str],
+                 rng: np.random.Generator) -> PairData:
+  """Host side: up to `max_pairs` pairs per twin, among pairs valid for at
+  least one regularised hint."""
+  bk = len(augmented)
+  t = np.zeros((bk, max_pairs), np.int32)
+  tt = np.zeros((bk, max_pairs), np.int32)
+  mask = np.zeros((bk, max_pairs), np.float32)
+  pv = {h: np.zeros((bk, max_pairs), np.float32) for h in pointer_hints}
+  nv = np.zeros((bk, max_pairs), np.float32)
+  node_map = np.zeros((bk, num_nodes), np.int32)
+  for k, aug in enumerate(augmented):
+    node_map[k, :len(aug.node_map)] = aug.node_map
+    if len(aug.pairs) == 0:
+      continue
+    ptr_ok = {h: aug.hint_valid[h] for h in pointer_hints if h in aug.hint_valid}
+    if other_hints:
+      node_ok = np.logical_and.reduce([aug.hint_valid[h] for h in other_hints
+                                       if h in aug.hint_valid])
+    else:
+      node_ok = np.zeros(len(aug.pairs), bool)
+    useful = node_ok.copy()
+    for v in ptr_ok.values():
+      useful |= v
+    idx = np.flatnonzero(useful)
+    if len(idx) > max_pairs:
+      idx = np.sort(rng.choice(idx, max_pairs, replace=False))
+    m = len(idx)
+    t[k, :m] = aug.pairs[idx, 0]
+    tt[k, :m] = aug.pairs[idx, 1]
+    mask[k, :m] = 1.0
+    nv[k, :m] = node_ok[idx]
+    for h, v in ptr_ok.items():
+      pv[h][k, :m] = v[idx]
+  return PairData(t, tt, mask, pv, nv, node_map)
+
+
+class Critics(hk.Module):
+  """g: two-layer MLPs to `out` dims, then L2 normalisation."""
+
+  def __init__(self, hidden: int, out: int, name: str = 'relic_critic'):
+    super().__init__(name=name)
+    self.hidden, self.out = hidden, out
+
+  def __call__(self, pair_size: int, node_size: int):
+    from nar.layers import MLP
+    return (MLP([self.hidden, self.out], name='pair_mlp').params(pair_size),
+            MLP([self.hidden, self.out], name='node_mlp').params(node_size))
+
+
+def _embed(layers, x):
+  z = mlp_apply(layers, x)
+  return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-6)
+
+
+def _masked_log_softmax(logits, valid):
+  return jax.nn.log_softmax(jnp.where(valid, logits, -BIG), axis=-1)
+
+
+def contrast_terms(za: jax.Array, zb: jax.Array, anchor_a: jax.Array, anchor_b: jax.Array,
+                   target_b: jax.Array, target_a: jax.Array, valid_a: jax.Array,
+                   valid_b: jax.Array, cols_a_in_b: jax.Array, temperature: float):
+  """Symmetric contrast + KL for one set of anchors.
+
+  za: `[..., Na, D]` candidates from x; zb: `[..., Nb, D]` candidates from x';
+  anchor_a / anchor_b: `[..., D]` anchors from x / x'; target_b: int `[...]` index
+  of the positive among zb; target_a: among za; valid_a `[..., Na]`, valid_b
+  `[..., Nb]` real candidates; cols_a_in_b int `[..., Na]`: where each x
+  candidate sits among the x' candidates (the node map).
+  Returns per-anchor (ce_x_to_x', ce_x'_to_x, kl), each `[...]`.
+  """
+  logits_ab = jnp.einsum('...d,...nd->...n', anchor_a, zb) / temperature
+  logits_ba = jnp.einsum('...d,...nd->...n', anchor_b, za) / temperature
+  logp_ab = _masked_log_softmax(logits_ab, valid_b)
+  logp_ba = _masked_log_softmax(logits_ba, valid_a)
+  ce_ab = -jnp.take_along_axis(logp_ab, target_b[..., None], -1)[..., 0]
+  ce_ba = -jnp.take_along_axis(logp_ba, target_a[..., None], -1)[..., 0]
+  # KL between the two directional distributions over the original candidates.
+  restricted = jnp.take_along_axis(logits_ab, cols_a_in_b, -1)
+  logq = _masked_log_softmax(restricted, valid_a)
+  kl = jnp.sum(jnp.where(valid_a, jnp.exp(logq) * (logq - logp_ba), 0.0), -1)
+  return ce_ab, ce_ba, kl
+
+
+def relic_loss(spec: dict, out_x, out_y, batch_x: Batch, batch_y: Batch, pairs: PairData,
+               critics, num_augmentations: int, temperature: float):
+  """(contrast, kl) averaged over valid (pair, node) anchors; padding and
+  invalid pairs contribute nothing. out_x/out_y: `NetOutput`s with representations."""
+  pair_critic, node_critic = critics
+  bk = pairs.t.shape[0]
+  b_of = jnp.arange(bk) // num_augmentations
+  rows = jnp.arange(bk)[:, None]
+  n = batch_x.num_nodes
+  mask_x = batch_x.node_mask[b_of][:, None, :] > 0.5                     # [BK, 1, N]
+  mask_y = batch_y.node_mask[:, None, :] > 0.5                           # [BK, 1, N']
+  nmap = jnp.broadcast_to(pairs.node_map[:, None, :], pairs.t.shape + (n,))  # [BK, M, N]
+  total_ce, total_kl, total_w = 0.0, 0.0, 0.0
+
+  # Node-level state.
+  if out_x.node_reps is not None:
+    zx = _embed(node_critic, out_x.node_reps[pairs.t, b_of[:, None]])   # [BK, M, N, D]
+    zy = _embed(node_critic, out_y.node_reps[pairs.t_twin, rows])      # [BK, M, N', D]
+    anchor_y = jnp.take_along_axis(zy, nmap[..., None], 2)            # z_y(m(i))
+    ce_xy, ce_yx, kl = contrast_terms(
+        zx[..., None, :, :], zy[..., None, :, :], zx, anchor_y,
+        target_b=nmap, target_a=jnp.broadcast_to(jnp.arange(n), nmap.shape),
+        valid_a=mask_x[..., None, :], valid_b=mask_y[..., None, :],
+        cols_a_in_b=jnp.broadcast_to(nmap[..., None, :], nmap.shape + (n,)),
+        temperature=temperature)
+    w = (pairs.mask * pairs.node_valid)[..., None] * mask_x
+    total_ce += jnp.sum(w * (ce_xy + ce_yx) / 2)
+    total_kl += jnp.sum(w * kl)
+    total_w += jnp.sum(w)
+
+  # Pointer hints.
+  for h, valid in pairs.pointer_valid.items():
+    rx = out_x.pair_reps[h][pairs.t, b_of[:, None]]                     # [BK, M, N, N, H]
+    ry = out_y.pair_reps[h][pairs.t_twin, rows]                         # [BK, M, N', N', H]
+    ry = jnp.take_along_axis(ry, nmap[..., None, None], 2)             # rows m(i): [.., N, N', H]
+    zx, zy = _embed(pair_critic, rx), _embed(pair_critic, ry)
+    target = batch_x.hints[h][pairs.t + 1, b_of[:, None]]              # [BK, M, N] (x indices)
+    target_y = jnp.take_along_axis(nmap, target, -1)                  # m(j)
+    anchor_x = jnp.take_along_axis(zx, target[..., None, None], 3)[..., 0, :]
+    anchor_y = jnp.take_along_axis(zy, target_y[..., None, None], 3)[..., 0, :]
+    ce_xy, ce_yx, kl = contrast_terms(
+        zx, zy, anchor_x, anchor_y, target_b=target_y, target_a=target,
+        valid_a=mask_x[..., None, :], valid_b=mask_y[..., None, :],
+        cols_a_in_b=jnp.broadcast_to(nmap[..., None, :], nmap.shape + (n,)),
+        temperature=temperature)
+    w = (pairs.mask * valid)[..., None] * mask_x
+    total_ce += jnp.sum(w * (ce_xy + ce_yx) / 2)
+    total_kl += jnp.sum(w * kl)
+    total_w += jnp.sum(w)
+  denom = jnp.maximum(total_w, 1.0)
+  return total_ce / denom, total_kl / denom, total_w
+
+
+class HintReLIC:
+  """Training method: batches carry originals, twins and the selected pairs."""
+
+  def __init__(self, config: TrainConfig, spec: dict):
+    import augment
+    self.config = config
+    self.spec = spec
+    self.augmenter = augment.get(config.algorithm)   # clear error when unsupported
+    self.pointer_hints, self.other_hints = regularised_hints(spec, config.relic_hints)
+    self.stream = data_lib.TrainStream(config.algorithm, config.seed, config.batch_size,
+                                       config.train_sizes)
+
+  # ---- host side
+  def make_item(self, samples, step: int):
+    cfg = self.config
+    rng = np.random.default_rng([cfg.seed, step, 0xA06])
+    twins = []
+    for s in samples:
+      for _ in range(cfg.augmentations):
+        twins.append(self.augmenter(s, rng))
+    batch_x = pad_samples(samples, self.spec)
+    batch_y = pad_samples([a.twin for a in twins], self.spec, node_bucketing=True)
+    pairs = select_pairs(twins, len(samples), batch_x.num_nodes, cfg.relic_pairs,
+                         self.pointer_hints, self.other_hints, rng)
+    return batch_x, batch_y, pairs
+
+  def batch(self, step: int):
+    samples = data_lib.make_train_samples(self.config.algorithm, self.config.seed, step,
+                                          self.config.batch_size, self.config.train_sizes)
+    return self.make_item(samples, step)
+
+  def example_batch(self) -> Batch:
+    return self.stream.batch(0)
+
+  def place(self, item, placement):
+    batch_x, batch_y, pairs = item
+    return (placement.batch(batch_x), placement.batch(batch_y),
+            jax.tree_util.tree_map(lambda a: jax.device_put(a, placement._batch_axis(0)),
+                                   pairs))
+
+  # ---- device side
+  def init(self, net, key, example: Batch):
+    params = net.init(key, example.inputs, example.hints, example.lengths, example.node_mask,
+                      is_training=True)
+    h = self.config.hidden
+    critic = hk.transform(lambda: Critics(self.config.relic_critic_hidden,
+                                          self.config.relic_critic_hidden // 2)(h, 3 * h))
+    return {**params, **critic.init(jax.random.fold_in(key, 1))}
+
+  def loss_fn(self, net):
+    cfg, spec = self.config, self.spec
+    h = cfg.hidden
+    critic = hk.transform(lambda: Critics(cfg.relic_critic_hidden,
+                                          cfg.relic_critic_hidden // 2)(h, 3 * h))
+    need_reps = cfg.relic_contrast and cfg.relic_lambda > 0
+
+    def loss(params, rng, batch_x: Batch, batch_y: Batch, pairs: PairData):
+      net_params = {k: v for k, v in params.items() if not k.startswith('relic_critic')}
+      k1, k2 = jax.random.split(rng) if rng is not None else (None, None)
+      out_x = net.apply(net_params, k1, batch_x.inputs, batch_x.hints, batch_x.lengths,
+                        batch_x.node_mask, is_training=True, return_representations=need_reps)
+      out_y = net.apply(net_params, k2, batch_y.inputs, batch_y.hints, batch_y.lengths,
+                        batch_y.node_mask, is_training=True, return_representations=need_reps)
+      sup_x, terms = supervised_loss(spec, out_x, batch_x)
+      sup_y, _ = supervised_loss(spec, out_y, batch_y)
+      total = sup_x + cfg.relic_beta * sup_y
+      terms = {**terms, 'sup_x': sup_x, 'sup_twin': sup_y}
+      if need_reps:
+        critics = critic.apply({k: v for k, v in params.items() if k.startswith('relic_critic')},
+                               None)
+        ce, kl, anchors = relic_loss(spec, out_x, out_y, batch_x, batch_y, pairs, critics,
+                                     cfg.augmentations, cfg.relic_temperature)
+        total = total + cfg.relic_lambda * (ce + cfg.relic_alpha * kl)
+        terms.update({'relic_contrast': ce, 'relic_kl': kl, 'relic_anchors': anchors})
+      return total, terms
+    return loss
+
+
+def apply_ablation(config: TrainConfig, name: str) -> TrainConfig:
+  if name not in ABLATIONS:
+    raise ValueError(f"unknown ablation '{name}'; choose one of: {', '.join(ABLATIONS)}")
+  return dataclasses.replace(config, method='hint_relic', **ABLATIONS[name])
