@@ -105,7 +105,7 @@ def make_update(loss_fn: Callable, optimizer: optax.GradientTransformation):
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rng, *data)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return params, opt_state, loss, terms, optax.global_norm(grads)
+    return params, opt_state, loss, terms, optax.tree.norm(grads)
   return jax.jit(update, donate_argnums=(0, 1))
 
 
