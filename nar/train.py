@@ -56,8 +56,8 @@ class Placement:
   mesh: jax.sharding.Mesh
 
   @classmethod
-  def create(cls, global_batch: int) -> 'Placement':
-    devices = jax.devices()
+  def create(cls, global_batch: int, devices=None) -> 'Placement':
+    devices = list(jax.devices() if devices is None else devices)
     if global_batch % len(devices):
       raise ConfigError(f'batch size {global_batch} does not divide over {len(devices)} '
                         f'devices; use a multiple of {len(devices)}')
