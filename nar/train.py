@@ -186,6 +186,27 @@ class RunDir:
     os.replace(self.metrics + '.tmp', self.metrics)
 
 
+def _install_stop_handlers(flag: list) -> dict:
+  """SIGTERM/SIGINT end the run at the next step boundary, after a checkpoint."""
+  import signal
+  import threading
+  if threading.current_thread() is not threading.main_thread():
+    return {}
+  previous = {}
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    def handler(signum, frame, name=signal.Signals(sig).name):
+      del signum, frame
+      flag.append(name)
+    previous[sig] = signal.signal(sig, handler)
+  return previous
+
+
+def _restore_handlers(previous: dict) -> None:
+  import signal
+  for sig, handler in previous.items():
+    signal.signal(sig, handler)
+
+
 def finished(out: str) -> bool:
   return os.path.exists(os.path.join(out, 'results.json'))
 
@@ -251,10 +272,16 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
     bar = tqdm(total=config.steps, initial=start_step, desc=config.algorithm, unit='step',
                dynamic_ncols=True, file=sys.stdout)
   step = start_step
+  stop_signal = []
+  previous_handlers = _install_stop_handlers(stop_signal)
   try:
     while step < config.steps:
       if stop_after is not None and step >= stop_after:
         return {'stopped_at': step}
+      if stop_signal:
+        path = save_state(step)
+        raise RunError(f'stopped by {stop_signal[0]} at step {step}; checkpoint saved at {path}; '
+                       'run the same command again to resume')
       item = next(prefetch)
       t0 = time.perf_counter()
       rng = jax.random.fold_in(base_key, step)
@@ -295,6 +322,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
                     {'step': step, 'best': best})
         last_good = save_state(step)
   finally:
+    _restore_handlers(previous_handlers)
     prefetch.close()
     if bar is not None:
       bar.close()
