@@ -1,0 +1,51 @@
+"""Sweeps skip finished runs and resume unfinished ones; the report aggregates them."""
+
+import json
+import os
+
+import pytest
+
+from experiments import sweep as sw
+from nar.config import ConfigError
+
+TINY = dict(steps=2, hidden=8, batch_size=4, eval_every=1, train_sizes=[4], val_samples=4,
+            test_samples=4, test_size=6, eval_batch_size=4)
+
+
+def test_sweep_skips_finished_runs_and_reports(tmp_path):
+  out = str(tmp_path / 'grid')
+  overrides = dict(TINY, cache_dir=str(tmp_path / 'cache'))
+  first = sw.sweep('cpu', ['bfs'], ['baseline'], 2, out, overrides=overrides, progress=False)
+  assert [s for _, s in first if s.startswith('done')] and len(first) == 2
+  # Simulate a sweep killed during its second run: that run has no results.json.
+  killed = sw.run_dir(out, 'bfs', 'baseline', 1)
+  os.remove(os.path.join(killed, 'results.json'))
+  kept = os.path.join(sw.run_dir(out, 'bfs', 'baseline', 0), 'results.json')
+  before = os.stat(kept).st_mtime_ns
+  again = dict(sw.sweep('cpu', ['bfs'], ['baseline'], 2, out, overrides=overrides,
+                        progress=False))
+  assert again[sw.run_dir(out, 'bfs', 'baseline', 0)] == 'already finished'
+  assert again[killed].startswith('done')
+  assert os.stat(kept).st_mtime_ns == before
+  text = sw.report(out)
+  assert '| bfs |' in text and '(2)' in text and '99.73' in text
+  assert os.path.exists(os.path.join(out, 'ood_scores.png'))
+  assert os.path.exists(os.path.join(out, 'validation_curves.png'))
+
+
+def test_incomplete_grid_is_reported_as_such(tmp_path):
+  out = tmp_path / 'g'
+  d = out / 'bfs' / 'baseline' / 'seed0'
+  d.mkdir(parents=True)
+  json.dump({'algorithm': 'bfs', 'method': 'baseline', 'seed': 0, 'test_score': 0.9},
+            open(d / 'results.json', 'w'))
+  json.dump({'seeds': 3}, open(out / 'sweep.json', 'w'))
+  text = sw.report(str(out), plots=False)
+  assert '*incomplete*' in text and 'n/a' in text
+
+
+def test_bad_shard_and_protocol():
+  with pytest.raises(ConfigError):
+    sw.parse_shard('3/2')
+  with pytest.raises(ConfigError):
+    sw.make_config('gpu-cluster', 'bfs', 'baseline', 0, '/tmp/x', {})
