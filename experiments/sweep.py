@@ -12,8 +12,6 @@ job array splits a grid across machines without coordination (see `slurm_array.s
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import math
 import os
@@ -281,16 +279,8 @@ def add_commands(sub) -> None:
 
 
 def _cmd_sweep(args) -> int:
-  overrides = {}
-  fields = {f.name for f in dataclasses.fields(TrainConfig)}
-  for item in args.set:
-    k, _, v = item.partition('=')
-    if k not in fields:
-      raise ConfigError(f'unknown configuration key {k!r}')
-    try:
-      overrides[k] = json.loads(v)
-    except ValueError:
-      overrides[k] = v
+  from nar.cli import parse_overrides
+  overrides = parse_overrides(args.set)
   seeds = args.seeds if args.seeds is not None else PROTOCOL_SEEDS.get(args.protocol, 1)
   if seeds <= 0:
     raise ConfigError('--seeds must be a positive integer')

@@ -10,7 +10,6 @@ half-written entry behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ import numpy as np
 import clrs
 
 from nar.batching import Batch
+from nar.checkpoint import sha256_file
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -38,14 +38,6 @@ class SplitKey(NamedTuple):
   def stem(self) -> str:
     return (f'{self.algorithm}-{self.split}-n{self.size}-seed{self.seed}-'
             f'{self.num_samples}-clrs{clrs.__version__}')
-
-
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      h.update(block)
-  return h.hexdigest()
 
 
 def _atomic_write(path: str, write) -> None:
@@ -73,7 +65,7 @@ def save(cache_dir: str, key: SplitKey, batch: Batch) -> str:
       np.savez(f, **data)
   _atomic_write(npz_path, write_npz)
   manifest = {'format': FORMAT_VERSION, 'key': key._asdict(), 'dm_clrs': clrs.__version__,
-              'sha256': _sha256(npz_path)}
+              'sha256': sha256_file(npz_path)}
 
   def write_manifest(tmp):
     with open(tmp, 'w') as f:
@@ -98,7 +90,7 @@ def load(cache_dir: str, key: SplitKey) -> Optional[Batch]:
       problem = f"written by dm-clrs {manifest.get('dm_clrs')}, this is {clrs.__version__}"
     elif manifest.get('key') != key._asdict():
       problem = 'its key does not match'
-    elif manifest.get('sha256') != _sha256(npz_path):
+    elif manifest.get('sha256') != sha256_file(npz_path):
       problem = 'checksum mismatch (truncated or corrupted)'
   except (OSError, ValueError) as e:
     problem = f'unreadable manifest ({e.__class__.__name__})'

@@ -29,7 +29,8 @@ class CheckpointError(RuntimeError):
   """No usable checkpoint (all missing or corrupt)."""
 
 
-def _sha256(path: str) -> str:
+def sha256_file(path: str) -> str:
+  """Hex SHA-256 of a file's bytes (integrity checks of checkpoints and caches)."""
   h = hashlib.sha256()
   with open(path, 'rb') as f:
     for block in iter(lambda: f.read(1 << 20), b''):
@@ -60,7 +61,7 @@ def save(directory: str, name: str, state: Any, metadata: dict) -> str:
       f.flush()
       os.fsync(f.fileno())
     manifest = {'treedef': str(treedef), 'num_leaves': len(leaves),
-                'sha256': _sha256(state_path), 'metadata': metadata}
+                'sha256': sha256_file(state_path), 'metadata': metadata}
     with open(os.path.join(tmp, MANIFEST), 'w') as f:
       json.dump(manifest, f, indent=1)
       f.flush()
@@ -91,7 +92,7 @@ def verify(path: str, template: Any = None) -> Optional[str]:
   state_path = os.path.join(path, STATE)
   if not os.path.exists(state_path):
     return 'state file missing'
-  if _sha256(state_path) != manifest.get('sha256'):
+  if sha256_file(state_path) != manifest.get('sha256'):
     return 'checksum mismatch (truncated or corrupted)'
   if template is not None:
     _, treedef = jax.tree_util.tree_flatten(template)

@@ -39,26 +39,34 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--quiet', action='store_true')
 
 
-def _config_from_args(args):
-  from nar.config import ConfigError, TrainConfig
+def parse_overrides(items: list[str]) -> dict:
+  """`--set KEY=VALUE` items -> {key: value}; values are JSON when they parse."""
   import dataclasses
+  from nar.config import ConfigError, TrainConfig
   fields = {f.name for f in dataclasses.fields(TrainConfig)}
-  values = {'algorithm': args.algorithm, 'method': args.method}
-  for name in ('steps', 'hidden', 'batch_size', 'seed', 'processor', 'eval_every', 'test_size',
-               'out'):
-    v = getattr(args, name)
-    if v is not None:
-      values[name] = v
-  for item in args.set:
+  out = {}
+  for item in items:
     if '=' not in item:
       raise ConfigError(f'--set expects KEY=VALUE, got {item!r}')
     k, v = item.split('=', 1)
     if k not in fields:
       raise ConfigError(f'unknown configuration key {k!r}; known: {", ".join(sorted(fields))}')
     try:
-      values[k] = json.loads(v)
+      out[k] = json.loads(v)
     except ValueError:
-      values[k] = v
+      out[k] = v
+  return out
+
+
+def _config_from_args(args):
+  from nar.config import ConfigError, TrainConfig
+  values = {'algorithm': args.algorithm, 'method': args.method}
+  for name in ('steps', 'hidden', 'batch_size', 'seed', 'processor', 'eval_every', 'test_size',
+               'out'):
+    v = getattr(args, name)
+    if v is not None:
+      values[name] = v
+  values.update(parse_overrides(args.set))
   if 'out' not in values:
     values['out'] = f"runs/{values['algorithm']}-{values['method']}-s{values.get('seed', 42)}"
   config = TrainConfig(**values)

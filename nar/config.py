@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Optional
+from typing import Optional
 
 from nar.processors import PROCESSOR_KINDS
 from nar.sample import CLRS30_ALGORITHMS
@@ -122,11 +122,3 @@ def load_config_file(path: str) -> dict:
       return json.load(f)
   except (OSError, ValueError) as e:
     raise ConfigError(f'cannot read configuration {path}: {e}') from e
-
-
-def coerce(field: str, value: Any) -> Any:
-  """Used by the CLI's --set key=value."""
-  f = {x.name: x for x in dataclasses.fields(TrainConfig)}.get(field)
-  if f is None:
-    raise ConfigError(f'unknown configuration key {field!r}')
-  return value

@@ -13,7 +13,6 @@ Validation and test sets are cached on disk (see `nar.cache`).
 from __future__ import annotations
 
 import dataclasses
-import queue
 import threading
 from typing import Iterator, Optional, Sequence
 

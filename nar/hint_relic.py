@@ -31,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from nar import data as data_lib
-from nar.batching import Batch, bucket, pad_samples
+from nar.batching import Batch, pad_samples
 from nar.config import TrainConfig
-from nar.layers import Dense, mlp_apply
+from nar.layers import mlp_apply
 from nar.losses import supervised_loss
 from nar.processors import BIG
 

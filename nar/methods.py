@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import jax
-
 from nar import data as data_lib
 from nar.batching import Batch
 from nar.config import TrainConfig

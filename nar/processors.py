@@ -21,7 +21,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from nar.clrs_import import __name__ as _  # noqa: F401
+from nar import clrs_import  # noqa: F401  (quiet TensorFlow first)
 from clrs._src import processors as clrs_processors
 
 from nar.layers import Affine, Dense, LayerNorm, LayerNormParams, MLP, matmul, mlp_apply

@@ -18,11 +18,10 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import haiku as hk
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
