@@ -35,6 +35,7 @@ from nar.batching import Batch, pad_samples
 from nar.config import TrainConfig
 from nar.layers import mlp_apply
 from nar.losses import supervised_loss
+from nar.model import NetOutput
 from nar.processors import BIG
 
 from clrs._src import specs as clrs_specs
@@ -229,17 +230,19 @@ class HintReLIC:
 
   # ---- host side
   def make_item(self, samples, step: int):
+    """(batch, pairs): originals then their twins in ONE padded batch (shape
+    buckets as for the baseline, one forward pass), and the selected pairs."""
     cfg = self.config
     rng = np.random.default_rng([cfg.seed, step, 0xA06])
     twins = []
     for s in samples:
       for _ in range(cfg.augmentations):
         twins.append(self.augmenter(s, rng))
-    batch_x = pad_samples(samples, self.spec)
-    batch_y = pad_samples([a.twin for a in twins], self.spec, node_bucketing=True)
-    pairs = select_pairs(twins, len(samples), batch_x.num_nodes, cfg.relic_pairs,
+    batch = pad_samples(list(samples) + [a.twin for a in twins], self.spec,
+                        node_bucketing=True)
+    pairs = select_pairs(twins, len(samples), batch.num_nodes, cfg.relic_pairs,
                          self.pointer_hints, self.other_hints, rng)
-    return batch_x, batch_y, pairs
+    return batch, pairs
 
   def batch(self, step: int):
     samples = data_lib.make_train_samples(self.config.algorithm, self.config.seed, step,
@@ -250,8 +253,8 @@ class HintReLIC:
     return self.stream.batch(0)
 
   def place(self, item, placement):
-    batch_x, batch_y, pairs = item
-    return (placement.batch(batch_x), placement.batch(batch_y),
+    batch, pairs = item
+    return (placement.batch(batch),
             jax.tree_util.tree_map(lambda a: jax.device_put(a, placement._batch_axis(0)),
                                    pairs))
 
@@ -271,13 +274,14 @@ class HintReLIC:
                                           cfg.relic_critic_hidden // 2)(h, 3 * h))
     need_reps = cfg.relic_contrast and cfg.relic_lambda > 0
 
-    def loss(params, rng, batch_x: Batch, batch_y: Batch, pairs: PairData):
+    num_x = cfg.batch_size
+
+    def loss(params, rng, batch: Batch, pairs: PairData):
       net_params = {k: v for k, v in params.items() if not k.startswith('relic_critic')}
-      k1, k2 = jax.random.split(rng) if rng is not None else (None, None)
-      out_x = net.apply(net_params, k1, batch_x.inputs, batch_x.hints, batch_x.lengths,
-                        batch_x.node_mask, is_training=True, return_representations=need_reps)
-      out_y = net.apply(net_params, k2, batch_y.inputs, batch_y.hints, batch_y.lengths,
-                        batch_y.node_mask, is_training=True, return_representations=need_reps)
+      out = net.apply(net_params, rng, batch.inputs, batch.hints, batch.lengths,
+                      batch.node_mask, is_training=True, return_representations=need_reps)
+      batch_x, batch_y = split_batch(batch, num_x)
+      out_x, out_y = split_output(out, num_x)
       sup_x, terms = supervised_loss(spec, out_x, batch_x)
       sup_y, _ = supervised_loss(spec, out_y, batch_y)
       total = sup_x + cfg.relic_beta * sup_y
@@ -291,6 +295,26 @@ class HintReLIC:
         terms.update({'relic_contrast': ce, 'relic_kl': kl, 'relic_anchors': anchors})
       return total, terms
     return loss
+
+
+def split_batch(batch: Batch, k: int) -> tuple[Batch, Batch]:
+  """First k samples (originals) and the rest (twins); hints are time-major."""
+  def part(sl):
+    return Batch(inputs={n: v[sl] for n, v in batch.inputs.items()},
+                 hints={n: v[:, sl] for n, v in batch.hints.items()},
+                 outputs={n: v[sl] for n, v in batch.outputs.items()},
+                 lengths=batch.lengths[sl], node_mask=batch.node_mask[sl])
+  return part(slice(0, k)), part(slice(k, None))
+
+
+def split_output(out: NetOutput, k: int) -> tuple[NetOutput, NetOutput]:
+  def part(sl):
+    return NetOutput(outputs={n: v[sl] for n, v in out.outputs.items()},
+                     hints={n: v[:, sl] for n, v in out.hints.items()},
+                     node_reps=None if out.node_reps is None else out.node_reps[:, sl],
+                     pair_reps=None if out.pair_reps is None else
+                     {n: v[:, sl] for n, v in out.pair_reps.items()})
+  return part(slice(0, k)), part(slice(k, None))
 
 
 def apply_ablation(config: TrainConfig, name: str) -> TrainConfig:

@@ -81,19 +81,19 @@ def _relic_setup(algorithm='insertion_sort'):
 
 
 def test_invalid_pairs_and_padding_contribute_nothing():
-  cfg, spec, method, (bx, by, pairs), net, params = _relic_setup()
+  cfg, spec, method, (batch, pairs), net, params = _relic_setup()
   assert pairs.mask.sum() > 0
   loss_fn = method.loss_fn(net)
-  _, terms = loss_fn(params, None, bx, by, pairs)
+  _, terms = loss_fn(params, None, batch, pairs)
   assert float(terms['relic_anchors']) > 0
   # No valid pair: the ReLIC terms vanish.
   empty = pairs._replace(mask=np.zeros_like(pairs.mask))
-  _, t0 = loss_fn(params, None, bx, by, empty)
+  _, t0 = loss_fn(params, None, batch, empty)
   assert float(t0['relic_anchors']) == 0 and float(t0['relic_contrast']) == 0
   # Changing the data of invalid pair slots (their step indices) changes nothing.
   moved = pairs._replace(t=np.where(pairs.mask > 0, pairs.t, 0),
                          t_twin=np.where(pairs.mask > 0, pairs.t_twin, 1))
-  _, t1 = loss_fn(params, None, bx, by, moved)
+  _, t1 = loss_fn(params, None, batch, moved)
   assert float(t1['relic_contrast']) == pytest.approx(float(terms['relic_contrast']), rel=1e-6)
 
 
@@ -127,13 +127,13 @@ def test_relic_loss_on_hand_made_representations():
 
 
 def test_gradients_of_the_contrast_reach_the_processor():
-  cfg, spec, method, (bx, by, pairs), net, params = _relic_setup('dfs')
+  cfg, spec, method, (batch, pairs), net, params = _relic_setup('dfs')
   cfg = dataclasses.replace(cfg, relic_beta=0.0)
   method.config = cfg
   loss_fn = method.loss_fn(net)
 
   def relic_only(p):
-    _, terms = loss_fn(p, None, bx, by, pairs)
+    _, terms = loss_fn(p, None, batch, pairs)
     return terms['relic_contrast'] + terms['relic_kl']
   grads = jax.grad(relic_only)(params)
   proc = [v for k, v in grads.items() if 'processor' in k]
