@@ -71,12 +71,25 @@ class TrainConfig:
       v = getattr(self, name)
       if v is not None and (not isinstance(v, int) or v <= 0):
         raise ConfigError(f'{name} must be a positive integer, got {v!r}')
+    for name in ('learning_rate', 'relic_temperature', 'grad_clip', 'relic_lambda',
+                 'relic_alpha', 'relic_beta'):
+      v = getattr(self, name)
+      if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f'{name} must be a number, got {v!r}')
     for name in ('learning_rate', 'relic_temperature'):
-      if not float(getattr(self, name)) > 0:
+      if not getattr(self, name) > 0:
         raise ConfigError(f'{name} must be > 0, got {getattr(self, name)!r}')
     for name in ('grad_clip', 'relic_lambda', 'relic_alpha', 'relic_beta'):
-      if float(getattr(self, name)) < 0:
+      if getattr(self, name) < 0:
         raise ConfigError(f'{name} must be >= 0, got {getattr(self, name)!r}')
+    for name in ('relic_contrast',):
+      if not isinstance(getattr(self, name), bool):
+        raise ConfigError(f'{name} must be true or false, got {getattr(self, name)!r}')
+    if not isinstance(self.relic_hints, str):
+      raise ConfigError(f'relic_hints must be "all" or comma-separated names, got {self.relic_hints!r}')
+    if not isinstance(self.train_sizes, (list, tuple)) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in self.train_sizes):
+      raise ConfigError(f'train_sizes must be a list of integers, got {self.train_sizes!r}')
     if not self.train_sizes or any(int(s) < 4 for s in self.train_sizes):
       raise ConfigError(f'train_sizes must be sizes >= 4, got {self.train_sizes!r}')
     if self.test_size < 4:

@@ -13,6 +13,10 @@ from nar.cli import main
     (['train', '--algorithm', 'bfs', '--set', 'nonsense=1'], "unknown configuration key"),
     (['train', '--algorithm', 'bfs', '--out', '/proc/nar-not-writable'], 'not writable'),
     (['evaluate', '/nonexistent/run'], 'not a run directory'),
+    (['train', '--algorithm', 'bfs', '--set', 'learning_rate="fast"'], 'must be a number'),
+    (['train', '--algorithm', 'bfs', '--set', 'train_sizes=[4, "x"]'], 'list of integers'),
+    (['train', '--algorithm', 'bfs', '--set', 'relic_lambda=-1'], 'must be >= 0'),
+    (['sweep', '--algorithms', 'bfs', '--out', '/tmp/x', '--shard', '5/2'], 'shard'),
 ])
 def test_bad_input_is_one_line_exit_2(argv, expected, capsys):
   with pytest.raises(SystemExit) as e:
