@@ -115,7 +115,7 @@ def _bench_relic(algorithm, config, spec, sample_sets, repeats) -> dict:
   net = T.build_network(cfg, spec, items[0][0])
   optimizer = T.make_optimizer(cfg)
   key = jax.random.PRNGKey(0)
-  params = relic.init(net, key, items[0][0])
+  params = jax.device_get(relic.init(net, key, items[0][0]))  # host copy: steps donate
   placement = T.Placement.create(cfg.batch_size)
   state = [params, optimizer.init(params)]
   update = T.make_update(relic.loss_fn(net), optimizer)
