@@ -33,7 +33,7 @@ these rules only aim to make it likely.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 import numpy as np
 
@@ -206,6 +206,29 @@ def _insert_before_last(A: np.ndarray, k: int, dtype=None):
   return B, node_map, np.arange(n - 1, n - 1 + k)
 
 
+class _LastRootTwin(NamedTuple):
+  """Shared start of the DFS-family rules: the original graph A, its twin B with
+  k empty new nodes placed before the last original node L, the last DFS root r."""
+  A: np.ndarray
+  B: np.ndarray
+  node_map: np.ndarray
+  new: np.ndarray
+  n: int
+  k: int
+  p: float
+  r: int
+  last: int
+
+
+def _last_root_twin(sample: Sample, rng: np.random.Generator,
+                    max_added: Optional[int]) -> _LastRootTwin:
+  A, _ = _graph(sample)
+  n = A.shape[0]
+  k = _num_added(n, rng, max_added)
+  B, node_map, new = _insert_before_last(A, k)
+  return _LastRootTwin(A, B, node_map, new, n, k, _density(A), _last_root(A), n - 1)
+
+
 def _sources_and_last_root(sample: Sample, rng: np.random.Generator, *,
                            max_added: Optional[int], p_last: float,
                            acyclic: bool) -> TwinArgs:
@@ -213,13 +236,7 @@ def _sources_and_last_root(sample: Sample, rng: np.random.Generator, *,
   the search over originals is untouched and the new roots find only black
   neighbours); with probability p_last a new node is also a child of the last
   root r (visited just before r finishes, the original's final step)."""
-  A, _ = _graph(sample)
-  n = A.shape[0]
-  k = _num_added(n, rng, max_added)
-  p = _density(A)
-  B, node_map, new = _insert_before_last(A, k)
-  r = _last_root(A)
-  last = n - 1
+  A, B, node_map, new, n, k, p, r, last = _last_root_twin(sample, rng, max_added)
   # r scans the new nodes before L: only when r has no edge to L is the detour
   # at the very end of the original search.
   attach = p_last > 0 and r != last and A[r, last] == 0
@@ -273,13 +290,7 @@ def undirected_last_root_rule(sample: Sample, rng: np.random.Generator, *,
   original but the last root would be followed mid-search (shifting every later
   time stamp), so new nodes form their own component(s), each new node joined
   to the last root with probability p_last."""
-  A, _ = _graph(sample)
-  n = A.shape[0]
-  k = _num_added(n, rng, max_added)
-  p = _density(A)
-  B, node_map, new = _insert_before_last(A, k)
-  r = _last_root(A)
-  last = n - 1
+  A, B, node_map, new, n, k, p, r, last = _last_root_twin(sample, rng, max_added)
   # If L is the last root it is isolated and comes after the new nodes: joining
   # it would pull it into a new tree.
   attach = p_last > 0 and r != last and A[r, last] == 0
