@@ -66,15 +66,13 @@ class TrainStream:
   seed: int
   batch_size: int
   sizes: Sequence[int] = TRAIN_SIZES
-  keep_samples: bool = False   # Hint-ReLIC needs the samples (their args) too
 
   def __post_init__(self):
     self.spec = processed_spec(self.algorithm)
 
   def batch(self, step: int):
     samples = make_train_samples(self.algorithm, self.seed, step, self.batch_size, self.sizes)
-    batch = pad_samples(samples, self.spec)
-    return (batch, samples) if self.keep_samples else batch
+    return pad_samples(samples, self.spec)
 
 
 class Prefetcher:

@@ -78,7 +78,7 @@ def regularised_hints(spec: dict, which: str) -> tuple[list[str], list[str]]:
   return pointers, [h for h in hints if h not in pointers]
 
 
-def select_pairs(augmented: list, num_originals: int, num_nodes: int, max_pairs: int,
+def select_pairs(augmented: list, num_nodes: int, max_pairs: int,
                  pointer_hints: list[str], other_hints: list[str],
                  rng: np.random.Generator) -> PairData:
   """Host side: up to `max_pairs` pairs per twin, among pairs valid for at
@@ -240,7 +240,7 @@ class HintReLIC:
         twins.append(self.augmenter(s, rng))
     batch = pad_samples(list(samples) + [a.twin for a in twins], self.spec,
                         node_bucketing=True)
-    pairs = select_pairs(twins, len(samples), batch.num_nodes, cfg.relic_pairs,
+    pairs = select_pairs(twins, batch.num_nodes, cfg.relic_pairs,
                          self.pointer_hints, self.other_hints, rng)
     return batch, pairs
 
