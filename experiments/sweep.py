@@ -25,10 +25,11 @@ from nar.sample import CLRS30_ALGORITHMS, FAMILIES
 PROTOCOLS = {
     # METHOD.md section 4 (Ibarz et al. 2022); meant for accelerators.
     'paper': dict(hidden=128, batch_size=32, steps=10_000, eval_every=50, test_size=64),
-    # Sized for a 2-core CPU: ~10 minutes per baseline run on the short-trajectory
-    # algorithms. NOT yet validated against the 0.9 in-distribution target on every
-    # algorithm (see the README's results section for what was measured).
-    'cpu': dict(hidden=64, batch_size=16, steps=1000, eval_every=100, test_size=64),
+    # Sized for a 2-core CPU: at most ~10 minutes per run (the long-trajectory
+    # algorithms, dfs and heapsort, set the limit). What it reaches in-distribution
+    # is measured in results/cpu/ (README, "Results"): long-trajectory algorithms
+    # stay under the 0.9 validation target at this budget.
+    'cpu': dict(hidden=32, batch_size=16, steps=500, eval_every=100, test_size=64),
 }
 PROTOCOL_SEEDS = {'paper': 10, 'cpu': 3}
 
@@ -76,10 +77,17 @@ def make_config(protocol: str, algorithm: str, method: str, seed: int, out: str,
 
 
 def _run_one(args):
-  config_json, progress = args
+  """One run; in a worker process its output goes to <run dir>/train.log."""
+  config_json, progress, to_log = args
   from nar.train import train
   config = TrainConfig.from_json(config_json)
-  result = train(config, progress=progress)
+  if not to_log:
+    return config.out, train(config, progress=progress)['test_score']
+  import contextlib
+  os.makedirs(config.out, exist_ok=True)
+  with open(os.path.join(config.out, 'train.log'), 'a') as log, \
+      contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    result = train(config, progress=True)
   return config.out, result['test_score']
 
 
@@ -108,7 +116,7 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
     json.dump({'protocol': protocol, 'algorithms': list(algorithms), 'methods': list(methods),
                'seeds': seeds, 'overrides': overrides or {}}, f, indent=1)
   print(f'[sweep] {len(todo)} run(s) to do, {len(report)} already finished (shard {i}/{n})')
-  jobs = [(c.to_json(), progress and workers == 1) for c in todo]
+  jobs = [(c.to_json(), progress and workers == 1, workers > 1) for c in todo]
   if workers > 1:
     import multiprocessing as mp
     with mp.get_context('spawn').Pool(workers) as pool:

@@ -16,8 +16,10 @@ against all nodes of x' (target m(i)) and back; used on pairs valid for every
 regularised non-pointer hint.
 KL: alpha * KL(p_{x->x'} restricted to the original candidates || p_{x'->x}).
 
-Cost: the contrast uses at most `relic_pairs` valid pairs per twin (sampled on
-the host), so its price stays small beside the twins' forward/backward pass.
+Cost: originals and twins go through the network as two batches, each padded
+to its own size; the contrast uses at most `relic_pairs` valid pairs per twin
+(sampled on the host), so its price stays small beside the twins' forward/backward
+pass.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from nar.batching import Batch, pad_samples
 from nar.config import TrainConfig
 from nar.layers import mlp_apply
 from nar.losses import supervised_loss
-from nar.model import NetOutput
 from nar.processors import BIG
 
 from clrs._src import specs as clrs_specs
@@ -230,19 +231,20 @@ class HintReLIC:
 
   # ---- host side
   def make_item(self, samples, step: int):
-    """(batch, pairs): originals then their twins in ONE padded batch (shape
-    buckets as for the baseline, one forward pass), and the selected pairs."""
+    """(originals, twins, pairs): two padded batches, each to its own exact size
+    (twins may have added nodes; padding the originals to the twins' size would
+    cost (N'/N)^3 in the triplet processor), and the selected pairs."""
     cfg = self.config
     rng = np.random.default_rng([cfg.seed, step, 0xA06])
     twins = []
     for s in samples:
       for _ in range(cfg.augmentations):
         twins.append(self.augmenter(s, rng))
-    batch = pad_samples(list(samples) + [a.twin for a in twins], self.spec,
-                        node_bucketing=True)
-    pairs = select_pairs(twins, batch.num_nodes, cfg.relic_pairs,
+    batch_x = pad_samples(list(samples), self.spec)
+    batch_y = pad_samples([a.twin for a in twins], self.spec)
+    pairs = select_pairs(twins, batch_x.num_nodes, cfg.relic_pairs,
                          self.pointer_hints, self.other_hints, rng)
-    return batch, pairs
+    return batch_x, batch_y, pairs
 
   def batch(self, step: int):
     samples = data_lib.make_train_samples(self.config.algorithm, self.config.seed, step,
@@ -253,8 +255,8 @@ class HintReLIC:
     return self.stream.batch(0)
 
   def place(self, item, placement):
-    batch, pairs = item
-    return (placement.batch(batch),
+    batch_x, batch_y, pairs = item
+    return (placement.batch(batch_x), placement.batch(batch_y),
             jax.tree_util.tree_map(lambda a: jax.device_put(a, placement._batch_axis(0)),
                                    pairs))
 
@@ -274,14 +276,13 @@ class HintReLIC:
                                           cfg.relic_critic_hidden // 2)(h, 3 * h))
     need_reps = cfg.relic_contrast and cfg.relic_lambda > 0
 
-    num_x = cfg.batch_size
+    def forward(params, rng, batch: Batch):
+      return net.apply(params, rng, batch.inputs, batch.hints, batch.lengths,
+                       batch.node_mask, is_training=True, return_representations=need_reps)
 
-    def loss(params, rng, batch: Batch, pairs: PairData):
+    def loss(params, rng, batch_x: Batch, batch_y: Batch, pairs: PairData):
       net_params = {k: v for k, v in params.items() if not k.startswith('relic_critic')}
-      out = net.apply(net_params, rng, batch.inputs, batch.hints, batch.lengths,
-                      batch.node_mask, is_training=True, return_representations=need_reps)
-      batch_x, batch_y = split_batch(batch, num_x)
-      out_x, out_y = split_output(out, num_x)
+      out_x, out_y = forward(net_params, rng, batch_x), forward(net_params, rng, batch_y)
       sup_x, terms = supervised_loss(spec, out_x, batch_x)
       sup_y, _ = supervised_loss(spec, out_y, batch_y)
       total = sup_x + cfg.relic_beta * sup_y
@@ -295,26 +296,6 @@ class HintReLIC:
         terms.update({'relic_contrast': ce, 'relic_kl': kl, 'relic_anchors': anchors})
       return total, terms
     return loss
-
-
-def split_batch(batch: Batch, k: int) -> tuple[Batch, Batch]:
-  """First k samples (originals) and the rest (twins); hints are time-major."""
-  def part(sl):
-    return Batch(inputs={n: v[sl] for n, v in batch.inputs.items()},
-                 hints={n: v[:, sl] for n, v in batch.hints.items()},
-                 outputs={n: v[sl] for n, v in batch.outputs.items()},
-                 lengths=batch.lengths[sl], node_mask=batch.node_mask[sl])
-  return part(slice(0, k)), part(slice(k, None))
-
-
-def split_output(out: NetOutput, k: int) -> tuple[NetOutput, NetOutput]:
-  def part(sl):
-    return NetOutput(outputs={n: v[sl] for n, v in out.outputs.items()},
-                     hints={n: v[:, sl] for n, v in out.hints.items()},
-                     node_reps=None if out.node_reps is None else out.node_reps[:, sl],
-                     pair_reps=None if out.pair_reps is None else
-                     {n: v[:, sl] for n, v in out.pair_reps.items()})
-  return part(slice(0, k)), part(slice(k, None))
 
 
 def apply_ablation(config: TrainConfig, name: str) -> TrainConfig:

@@ -81,19 +81,19 @@ def _relic_setup(algorithm='insertion_sort'):
 
 
 def test_invalid_pairs_and_padding_contribute_nothing():
-  cfg, spec, method, (batch, pairs), net, params = _relic_setup()
+  cfg, spec, method, (bx, by, pairs), net, params = _relic_setup()
   assert pairs.mask.sum() > 0
   loss_fn = method.loss_fn(net)
-  _, terms = loss_fn(params, None, batch, pairs)
+  _, terms = loss_fn(params, None, bx, by, pairs)
   assert float(terms['relic_anchors']) > 0
   # No valid pair: the ReLIC terms vanish.
   empty = pairs._replace(mask=np.zeros_like(pairs.mask))
-  _, t0 = loss_fn(params, None, batch, empty)
+  _, t0 = loss_fn(params, None, bx, by, empty)
   assert float(t0['relic_anchors']) == 0 and float(t0['relic_contrast']) == 0
   # Changing the data of invalid pair slots (their step indices) changes nothing.
   moved = pairs._replace(t=np.where(pairs.mask > 0, pairs.t, 0),
                          t_twin=np.where(pairs.mask > 0, pairs.t_twin, 1))
-  _, t1 = loss_fn(params, None, batch, moved)
+  _, t1 = loss_fn(params, None, bx, by, moved)
   assert float(t1['relic_contrast']) == pytest.approx(float(terms['relic_contrast']), rel=1e-6)
 
 
@@ -127,13 +127,13 @@ def test_relic_loss_on_hand_made_representations():
 
 
 def test_gradients_of_the_contrast_reach_the_processor():
-  cfg, spec, method, (batch, pairs), net, params = _relic_setup('dfs')
+  cfg, spec, method, (bx, by, pairs), net, params = _relic_setup('dfs')
   cfg = dataclasses.replace(cfg, relic_beta=0.0)
   method.config = cfg
   loss_fn = method.loss_fn(net)
 
   def relic_only(p):
-    _, terms = loss_fn(p, None, batch, pairs)
+    _, terms = loss_fn(p, None, bx, by, pairs)
     return terms['relic_contrast'] + terms['relic_kl']
   grads = jax.grad(relic_only)(params)
   proc = [v for k, v in grads.items() if 'processor' in k]
@@ -146,3 +146,50 @@ def test_unsupported_algorithm_is_a_clear_error():
   cfg = TrainConfig(algorithm='segments_intersect', method='hint_relic').validate()
   with pytest.raises(augment.UnsupportedAlgorithmError):
     methods.get(cfg, processed_spec('segments_intersect'))
+
+
+def test_originals_and_twins_are_padded_to_their_own_sizes():
+  cfg, spec, method, (bx, by, pairs), net, params = _relic_setup()
+  assert bx.num_nodes == 5                      # insertion_sort twins add nodes
+  assert by.num_nodes > 5 and by.node_mask.sum(1).max() == by.num_nodes   # no extra padding
+  assert pairs.node_map.shape == (2, 5) and pairs.node_map.max() < 6
+
+
+def test_relic_loss_with_an_added_twin_node():
+  """x has n nodes, its twin n + 1 (the extra node is a negative candidate)."""
+  rng = np.random.default_rng(5)
+  s, n, h = 2, 3, 4
+  node_x = rng.normal(size=(s, 1, n, 3 * h)).astype(np.float32)
+  extra = rng.normal(size=(s, 1, 1, 3 * h)).astype(np.float32)
+  node_y = np.concatenate([node_x, extra], axis=2)
+  out_x = NetOutput(outputs={}, hints={}, node_reps=jnp.asarray(node_x), pair_reps={})
+  out_y = NetOutput(outputs={}, hints={}, node_reps=jnp.asarray(node_y), pair_reps={})
+
+  class B:
+    pass
+  bx, by = B(), B()
+  bx.node_mask, bx.num_nodes, bx.hints = np.ones((1, n), np.float32), n, {}
+  by.node_mask, by.num_nodes, by.hints = np.ones((1, n + 1), np.float32), n + 1, {}
+  pairs = PairData(t=np.array([[0]]), t_twin=np.array([[0]]), mask=np.ones((1, 1), np.float32),
+                   pointer_valid={}, node_valid=np.ones((1, 1), np.float32),
+                   node_map=np.arange(n)[None].astype(np.int32))
+  critic = hk.transform(lambda x: hk.nets.MLP([4, 4])(x))
+  cp = critic.init(jax.random.PRNGKey(1), jnp.zeros((1, 3 * h)))
+  from nar.layers import Affine
+  layers = [Affine(cp['mlp/~/linear_0']['w'], cp['mlp/~/linear_0']['b']),
+            Affine(cp['mlp/~/linear_1']['w'], cp['mlp/~/linear_1']['b'])]
+  ce, kl, w = relic_loss({}, out_x, out_y, bx, by, pairs, (layers, layers), 1, TAU)
+  embed = lambda v: (lambda z: z / np.linalg.norm(z, axis=-1, keepdims=True))(  # noqa: E731
+      np.asarray(critic.apply(cp, None, jnp.asarray(v))))
+  zx, zy = embed(node_x[0, 0]), embed(node_y[0, 0])
+  ones = lambda k: np.ones(k, bool)  # noqa: E731
+  ce_xy = [-_np_log_softmax(zx[i] @ zy.T / TAU, ones(n + 1))[i] for i in range(n)]
+  ce_yx = [-_np_log_softmax(zy[i] @ zx.T / TAU, ones(n))[i] for i in range(n)]
+  assert float(ce) == pytest.approx(np.mean((np.array(ce_xy) + np.array(ce_yx)) / 2), rel=1e-5)
+  # KL: x->x' restricted to the original candidates against x'->x.
+  kls = []
+  for i in range(n):
+    q = _np_log_softmax((zx[i] @ zy.T / TAU)[:n], ones(n))
+    p = _np_log_softmax(zy[i] @ zx.T / TAU, ones(n))
+    kls.append(np.sum(np.exp(q) * (q - p)))
+  assert float(kl) == pytest.approx(np.mean(kls), rel=1e-4, abs=1e-6) and float(w) == n
