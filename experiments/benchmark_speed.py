@@ -172,11 +172,13 @@ def main(argv=None) -> int:
     rows.append(row)
     print(json.dumps(row), flush=True)
   print()
-  print('| algorithm | T | dm-clrs samples/s | ours samples/s | speed-up |')
-  print('|---|---|---|---|---|')
+  print('| algorithm | T | devices | dm-clrs samples/s | ours samples/s (total) | '
+        'ours per device | speed-up |')
+  print('|---|---|---|---|---|---|---|')
   for r in rows:
-    print(f"| {r['algorithm']} | {r['T']} | {r['dm_clrs_samples_per_s']:.1f} | "
-          f"{r['ours_samples_per_s']:.1f} | {r['speedup']:.2f}x |")
+    print(f"| {r['algorithm']} | {r['T']} | {r['devices']} | {r['dm_clrs_samples_per_s']:.1f} | "
+          f"{r['ours_samples_per_s']:.1f} | {r['ours_per_device_samples_per_s']:.1f} | "
+          f"{r['speedup']:.2f}x |")
   if args.relic:
     print()
     print('| algorithm | baseline samples/s | twins-only samples/s | Hint-ReLIC samples/s | '

@@ -76,19 +76,29 @@ def make_config(protocol: str, algorithm: str, method: str, seed: int, out: str,
                      out=run_dir(out, algorithm, method, seed), **values).validate()
 
 
-def _run_one(args):
-  """One run; in a worker process its output goes to <run dir>/train.log."""
-  config_json, progress, to_log = args
+def _run_in_process(config: TrainConfig, progress: bool):
   from nar.train import train
-  config = TrainConfig.from_json(config_json)
-  if not to_log:
-    return config.out, train(config, progress=progress)['test_score']
-  import contextlib
+  return config.out, f"done, OOD {train(config, progress=progress)['test_score']:.4f}"
+
+
+def _run_in_subprocess(config: TrainConfig):
+  """One run as its own process (`nar run`), output to <run dir>/train.log: a run
+  that crashes (even by a signal) is reported and the sweep goes on."""
+  import subprocess
+  import tempfile
   os.makedirs(config.out, exist_ok=True)
-  with open(os.path.join(config.out, 'train.log'), 'a') as log, \
-      contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-    result = train(config, progress=True)
-  return config.out, result['test_score']
+  with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
+    json.dump(config.to_json(), f)
+  try:
+    with open(os.path.join(config.out, 'train.log'), 'a') as log:
+      code = subprocess.run([sys.executable, '-m', 'nar.cli', 'run', f.name],
+                            stdout=log, stderr=subprocess.STDOUT).returncode
+  finally:
+    os.remove(f.name)
+  if code != 0:
+    return config.out, f'FAILED (exit code {code}; see train.log)'
+  with open(os.path.join(config.out, 'results.json')) as f:
+    return config.out, f"done, OOD {json.load(f)['test_score']:.4f}"
 
 
 def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str = None,
@@ -116,17 +126,15 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
     json.dump({'protocol': protocol, 'algorithms': list(algorithms), 'methods': list(methods),
                'seeds': seeds, 'overrides': overrides or {}}, f, indent=1)
   print(f'[sweep] {len(todo)} run(s) to do, {len(report)} already finished (shard {i}/{n})')
-  jobs = [(c.to_json(), progress and workers == 1, workers > 1) for c in todo]
   if workers > 1:
-    import multiprocessing as mp
-    with mp.get_context('spawn').Pool(workers) as pool:
-      for path, score in pool.imap_unordered(_run_one, jobs):
-        report.append((path, f'done, OOD {score:.4f}'))
-        print(f'[sweep] {path}: OOD {score:.4f}', flush=True)
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(workers) as pool:
+      for path, status in pool.map(_run_in_subprocess, todo):
+        report.append((path, status))
+        print(f'[sweep] {path}: {status}', flush=True)
   else:
-    for job in jobs:
-      path, score = _run_one(job)
-      report.append((path, f'done, OOD {score:.4f}'))
+    for config in todo:
+      report.append(_run_in_process(config, progress))
   return report
 
 
@@ -277,7 +285,8 @@ def add_commands(sub) -> None:
   p.add_argument('--seeds', type=int, default=None, help='default: the protocol\'s (paper 10, cpu 3)')
   p.add_argument('--out', required=True)
   p.add_argument('--shard', default=None, help='i/N: this machine runs runs i, i+N, ...')
-  p.add_argument('--workers', type=int, default=1, help='local process pool size')
+  p.add_argument('--workers', type=int, default=1,
+                 help='runs at a time, each in its own process logging to <run dir>/train.log')
   p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
   p.set_defaults(fn=_cmd_sweep)
   p = sub.add_parser('report', help='markdown table + PNG plots from results.json files')
@@ -296,7 +305,7 @@ def _cmd_sweep(args) -> int:
                args.shard, args.workers, overrides)
   for path, status in done:
     print(f'{path}: {status}')
-  return 0
+  return 1 if any(status.startswith('FAILED') for _, status in done) else 0
 
 
 def _cmd_report(args) -> int:

@@ -33,10 +33,19 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--processor', default=None, help='dm-clrs processor kind (default triplet_gmpnn)')
   p.add_argument('--eval-every', type=_positive_int, default=None)
   p.add_argument('--test-size', type=_positive_int, default=None)
+  p.add_argument('--precision', default=None,
+                 help='float32 (default) | bfloat16 (mixed precision: bfloat16 compute)')
   p.add_argument('--out', default=None, help='run directory (default runs/<algorithm>-<method>-s<seed>)')
   p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                  help='any other TrainConfig field, e.g. --set relic_lambda=0.5 (JSON values)')
   p.add_argument('--quiet', action='store_true')
+  g = p.add_argument_group('several hosts (see README, "GPUs and several hosts")')
+  g.add_argument('--coordinator', default=None, metavar='HOST:PORT',
+                 help='address of process 0 (all processes pass the same)')
+  g.add_argument('--num-processes', type=_positive_int, default=None)
+  g.add_argument('--process-id', type=int, default=None)
+  g.add_argument('--distributed', action='store_true',
+                 help="let JAX detect the cluster (SLURM, Open MPI, ...) from its environment")
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -62,7 +71,7 @@ def _config_from_args(args):
   from nar.config import TrainConfig
   values = {'algorithm': args.algorithm, 'method': args.method}
   for name in ('steps', 'hidden', 'batch_size', 'seed', 'processor', 'eval_every', 'test_size',
-               'out'):
+               'precision', 'out'):
     v = getattr(args, name)
     if v is not None:
       values[name] = v
@@ -74,8 +83,21 @@ def _config_from_args(args):
 
 
 def cmd_train(args) -> int:
-  from nar.train import train
+  from nar import distributed
+  cluster = distributed.resolve(args.coordinator, args.num_processes, args.process_id,
+                                auto=args.distributed)
   config = _config_from_args(args)
+  distributed.initialize(cluster)   # before anything starts a JAX backend
+  from nar.train import train
+  results = train(config, progress=not args.quiet)
+  print(f"OOD score ({config.algorithm}, n={results['test_size']}): {results['test_score']:.4f}")
+  return 0
+
+
+def cmd_run(args) -> int:
+  from nar.config import TrainConfig, load_config_file
+  from nar.train import train
+  config = TrainConfig.from_json(load_config_file(args.config))
   results = train(config, progress=not args.quiet)
   print(f"OOD score ({config.algorithm}, n={results['test_size']}): {results['test_score']:.4f}")
   return 0
@@ -121,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser('train', help='train one model and print its OOD score')
   _add_train_args(p)
   p.set_defaults(fn=cmd_train)
+  p = sub.add_parser('run', help="train from a configuration file (e.g. a run's config.json)")
+  p.add_argument('config')
+  p.add_argument('--quiet', action='store_true')
+  p.set_defaults(fn=cmd_run)
   p = sub.add_parser('evaluate', help="re-evaluate a run's best checkpoint")
   p.add_argument('run_dir')
   p.add_argument('--size', type=_positive_int, default=64)

@@ -12,6 +12,7 @@ from nar.sample import CLRS30_ALGORITHMS
 
 # twins_only / contrast_no_kl: Hint-ReLIC ablations (see nar.hint_relic.ABLATIONS).
 METHODS = ('baseline', 'hint_relic', 'twins_only', 'contrast_no_kl')
+PRECISIONS = ('float32', 'bfloat16')
 
 
 class ConfigError(ValueError):
@@ -41,6 +42,7 @@ class TrainConfig:
   out: str = 'runs/default'
   cache_dir: Optional[str] = None  # default: $NAR_CACHE or ~/.cache/nar-hint-relic
   prefetch: int = 4
+  precision: str = 'float32'      # 'bfloat16': mixed precision (float32 params and losses)
   # Hint-ReLIC (METHOD.md section 3); ignored by the baseline.
   relic_lambda: float = 0.1       # weight of contrast + alpha * KL
   relic_alpha: float = 1.0        # weight of the KL invariance penalty
@@ -85,6 +87,9 @@ class TrainConfig:
     for name in ('relic_contrast',):
       if not isinstance(getattr(self, name), bool):
         raise ConfigError(f'{name} must be true or false, got {getattr(self, name)!r}')
+    if self.precision not in PRECISIONS:
+      raise ConfigError(f"unknown precision {self.precision!r}; choose one of: "
+                        f"{', '.join(PRECISIONS)}")
     if not isinstance(self.relic_hints, str):
       raise ConfigError(f'relic_hints must be "all" or comma-separated names, got {self.relic_hints!r}')
     if not isinstance(self.train_sizes, (list, tuple)) or not all(

@@ -256,9 +256,7 @@ class HintReLIC:
 
   def place(self, item, placement):
     batch_x, batch_y, pairs = item
-    return (placement.batch(batch_x), placement.batch(batch_y),
-            jax.tree_util.tree_map(lambda a: jax.device_put(a, placement._batch_axis(0)),
-                                   pairs))
+    return placement.batch(batch_x), placement.batch(batch_y), placement.shard(pairs)
 
   # ---- device side
   def init(self, net, key, example: Batch):

@@ -57,6 +57,9 @@ class NetOutput(NamedTuple):
 class NetConfig:
   processor: ProcessorConfig = ProcessorConfig()
   encoder_init: str = 'xavier_on_scalars'
+  # 'bfloat16': mixed precision. Parameters stay float32 (cast when read), the
+  # network computes in bfloat16, outputs (and so the losses) are float32.
+  compute_dtype: str = 'float32'
 
 
 def log_sinkhorn(x: jax.Array, steps: int, temperature: float, node_mask: jax.Array,
@@ -169,8 +172,8 @@ class Net(hk.Module):
     """Encodes inputs or (dense) hints. Returns node `[B,N,H]`, graph `[B,H]`,
     edge channels [(x, w, b)], and the adjacency contribution (bool `[B,N,N]`)."""
     h = self.hidden
-    node = jnp.zeros((b, n, h))
-    graph = jnp.zeros((b, h))
+    node = jnp.zeros((b, n, h), node_mask.dtype)   # the compute dtype
+    graph = jnp.zeros((b, h), node_mask.dtype)
     channels = []
     adj = jnp.zeros((b, n, n), bool)
     for name, (st, loc, typ) in self.spec.items():  # spec order: a fixed channel order
@@ -272,6 +275,8 @@ class Net(hk.Module):
     b, n = node_mask.shape
     h = self.hidden
     proc = self.config.processor
+    dtype = jnp.dtype(self.config.compute_dtype)
+    node_mask = node_mask.astype(dtype)
     num_t = next(iter(hints.values())).shape[0]
     nb_steps = max(1, num_t - 1)
     tri_size = h if proc.returns_edges() else 0
@@ -292,7 +297,7 @@ class Net(hk.Module):
       _, loc, typ = self.spec[name]
       if typ == _Type.POINTER:
         x = jax.nn.one_hot(x, n)
-      return x.astype(jnp.float32)
+      return x.astype(dtype)
 
     # Static encodings: once per sample.
     in_data = {k: dense(k, v) for k, v in inputs.items()}
@@ -358,7 +363,7 @@ class Net(hk.Module):
       return nxt, hint_logits, pairs, snapshot
 
     truth0 = {k: dense(k, v[0]) for k, v in hints.items()}
-    hidden0 = jnp.zeros((b, n, h))
+    hidden0 = jnp.zeros((b, n, h), dtype)
 
     def select(flag, new, old):
       return jax.tree_util.tree_map(
@@ -417,7 +422,20 @@ def make_net(spec: dict, nb_dims: dict, config: NetConfig) -> hk.Transformed:
   """`hk.transform` of `Net(...)(inputs, hints, lengths, node_mask, is_training=...)`."""
   def forward(inputs, hints, lengths, node_mask, is_training: bool,
               return_representations: bool = False):
-    return Net(spec, nb_dims, config)(inputs, hints, lengths, node_mask,
-                                      is_training=is_training,
-                                      return_representations=return_representations)
+    def run():
+      return Net(spec, nb_dims, config)(inputs, hints, lengths, node_mask,
+                                        is_training=is_training,
+                                        return_representations=return_representations)
+    if jnp.dtype(config.compute_dtype) == jnp.float32:
+      return run()
+    compute = jnp.dtype(config.compute_dtype)
+
+    def cast_param(next_getter, value, context):
+      del context
+      value = next_getter(value)
+      return value.astype(compute) if jnp.issubdtype(value.dtype, jnp.floating) else value
+    with hk.custom_getter(cast_param):
+      out = run()
+    return jax.tree_util.tree_map(
+        lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, out)
   return hk.transform(forward)

@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from nar import checkpoint as ckpt
+from nar import distributed
 from nar import data as data_lib
 from nar.batching import Batch
 from nar.config import ConfigError, TrainConfig, config_conflicts, load_config_file
@@ -71,16 +72,26 @@ class Placement:
     spec[axis] = 'data'
     return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(*spec))
 
+  @staticmethod
+  def _put(x, sharding):
+    # Each process supplies the rows of its own devices (every host holds the
+    # same global batch), so the same call works on one host and on several.
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+  def shard(self, tree, axis: int = 0):
+    """Splits every array of `tree` along `axis` over the devices."""
+    sharding = self._batch_axis(axis)
+    return jax.tree_util.tree_map(lambda x: self._put(x, sharding), tree)
+
   def batch(self, batch: Batch) -> Batch:
     """Puts a batch on the devices (hints are time-major: batch axis 1)."""
-    b0, b1 = self._batch_axis(0), self._batch_axis(1)
-    put = lambda tree, s: jax.tree_util.tree_map(lambda x: jax.device_put(x, s), tree)  # noqa: E731
-    return Batch(inputs=put(batch.inputs, b0), hints=put(batch.hints, b1),
-                 outputs=put(batch.outputs, b0), lengths=put(batch.lengths, b0),
-                 node_mask=put(batch.node_mask, b0))
+    return Batch(inputs=self.shard(batch.inputs), hints=self.shard(batch.hints, 1),
+                 outputs=self.shard(batch.outputs), lengths=self.shard(batch.lengths),
+                 node_mask=self.shard(batch.node_mask))
 
   def replicate(self, tree):
-    return jax.tree_util.tree_map(lambda x: jax.device_put(x, self.replicated), tree)
+    return jax.tree_util.tree_map(lambda x: self._put(x, self.replicated), tree)
 
 
 def enable_compilation_cache(cache_dir: str) -> None:
@@ -97,7 +108,7 @@ def enable_compilation_cache(cache_dir: str) -> None:
 def build_network(config: TrainConfig, spec: dict, example: Batch) -> hk.Transformed:
   proc = ProcessorConfig(kind=config.processor, hidden=config.hidden)
   return make_net(spec, nb_dims_of(example.inputs, example.hints, example.outputs),
-                  NetConfig(processor=proc))
+                  NetConfig(processor=proc, compute_dtype=config.precision))
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -108,22 +119,26 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
   return optax.chain(*parts)
 
 
-def make_update(loss_fn: Callable, optimizer: optax.GradientTransformation):
-  """(params, opt_state, rng, *data) -> (params, opt_state, loss, terms, grad_norm)."""
+def make_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
+                placement: Optional[Placement] = None):
+  """(params, opt_state, rng, *data) -> (params, opt_state, loss, terms, grad_norm);
+  with a placement, every output is replicated (readable on every host)."""
   def update(params, opt_state, rng, *data):
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rng, *data)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, opt_state, loss, terms, optax.tree.norm(grads)
-  return jax.jit(update, donate_argnums=(0, 1))
+  out = {} if placement is None else {'out_shardings': placement.replicated}
+  return jax.jit(update, donate_argnums=(0, 1), **out)
 
 
-def make_predict(net: hk.Transformed, spec: dict):
+def make_predict(net: hk.Transformed, spec: dict, placement: Optional[Placement] = None):
   def predict(params, batch: Batch):
     out = net.apply(params, None, batch.inputs, batch.hints, batch.lengths, batch.node_mask,
                     is_training=False)
     return hard_outputs(spec, out.outputs, batch.node_mask)
-  return jax.jit(predict)
+  out = {} if placement is None else {'out_shardings': placement.replicated}
+  return jax.jit(predict, **out)
 
 
 def evaluate_split(predict, params, split: Batch, spec: dict, batch_size: int,
@@ -228,11 +243,14 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
   finishing (used to test resumption)."""
   config.validate()
   run = RunDir(config.out)
-  resuming = run.prepare(config)
+  # Several hosts: process 0 owns the run directory and broadcasts what it reads.
+  writer = distributed.is_writer()
+  resuming = run.prepare(config) if writer else False
   spec = processed_spec(config.algorithm)
   placement = Placement.create(config.batch_size)
   cache_dir = config.resolved_cache_dir()
   enable_compilation_cache(cache_dir)
+  progress = progress and writer
   say = (lambda msg: print(msg, flush=True)) if progress else (lambda msg: None)
 
   # Method: how batches are made and what the loss is (baseline or Hint-ReLIC).
@@ -241,9 +259,10 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
     method_factory = methods.get
   method = method_factory(config, spec)
 
+  hosts = f', {jax.process_count()} processes' if jax.process_count() > 1 else ''
   say(f'[nar] {config.algorithm}: {config.method}, {config.processor} hidden {config.hidden}, '
       f'batch {config.batch_size}, {config.steps} steps, seed {config.seed}, '
-      f'{len(jax.devices())} {jax.default_backend()} device(s)')
+      f'{len(jax.devices())} {jax.default_backend()} device(s){hosts}')
   val = data_lib.load_split(config.algorithm, 'val', size=config.val_size,
                             num_samples=config.val_samples, cache_dir=cache_dir,
                             progress=progress)
@@ -262,12 +281,19 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
       state, meta, path = found
       start_step, best = meta['step'], meta['best']
       say(f'[nar] resuming from {path} (step {start_step})')
-  run.truncate_metrics(start_step)
+  state, start_step, best_score, best_step = distributed.broadcast_from_writer(
+      (jax.device_get(state), np.int64(start_step), np.float64(best['score']),
+       np.int64(best['step'])))
+  start_step, best = int(start_step), {'score': float(best_score), 'step': int(best_step)}
+  if writer:
+    run.truncate_metrics(start_step)
   state = placement.replicate(state)
-  update = make_update(method.loss_fn(net), optimizer)
-  predict = make_predict(net, spec)
+  update = make_update(method.loss_fn(net), optimizer, placement)
+  predict = make_predict(net, spec, placement)
 
-  def save_state(step: int) -> str:
+  def save_state(step: int) -> Optional[str]:
+    if not writer:
+      return None
     meta = {'step': step, 'best': best, 'config': config.to_json()}
     path = ckpt.save(run.checkpoints, f'step-{step:08d}', jax.device_get(state), meta)
     ckpt.prune(run.checkpoints, config.keep_checkpoints)
@@ -318,7 +344,8 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
       if step % config.log_every == 0 or step == config.steps:
         rec = {'kind': 'train', 'step': step, 'loss': loss, 'grad_norm': float(gnorm)}
         rec.update({k: float(v) for k, v in jax.device_get(terms).items()})
-        run.append_metrics(rec)
+        if writer:
+          run.append_metrics(rec)
       if bar is not None:
         bar.update(1)
         bar.set_postfix(loss=f'{loss:.3f}', val=f"{best['score']:.3f}", refresh=False)
@@ -327,10 +354,12 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
         scores = evaluate_split(predict, state['params'], val, spec, config.eval_batch_size,
                                 placement)
         timings['eval_s'] += time.perf_counter() - t1
-        run.append_metrics({'kind': 'val', 'step': step, **scores})
+        if writer:
+          run.append_metrics({'kind': 'val', 'step': step, **scores})
         if scores['score'] > best['score']:
           best = {'score': scores['score'], 'step': step}
-          ckpt.save(run.checkpoints, 'best', jax.device_get(state['params']),
+          if writer:
+            ckpt.save(run.checkpoints, 'best', jax.device_get(state['params']),
                     {'step': step, 'best': best})
         last_good = save_state(step)
   finally:
@@ -341,10 +370,10 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
 
   # Test: the best validation checkpoint, out of distribution.
   best_path = os.path.join(run.checkpoints, 'best')
-  test_params = state['params']
-  if os.path.isdir(best_path):
-    test_params, _ = ckpt.load(best_path, jax.device_get(state['params']))
-    test_params = placement.replicate(test_params)
+  test_params = jax.device_get(state['params'])
+  if writer and os.path.isdir(best_path):
+    test_params, _ = ckpt.load(best_path, test_params)
+  test_params = placement.replicate(distributed.broadcast_from_writer(test_params))
   test = data_lib.load_split(config.algorithm, 'test', size=config.test_size,
                              num_samples=config.test_samples, cache_dir=cache_dir,
                              progress=progress)
@@ -352,7 +381,8 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
   test_scores = evaluate_split(predict, test_params, test, spec, config.eval_batch_size,
                                placement, progress='testing' if progress else None)
   timings['test_s'] = time.perf_counter() - t1
-  run.append_metrics({'kind': 'test', 'step': step, 'size': config.test_size, **test_scores})
+  if writer:
+    run.append_metrics({'kind': 'test', 'step': step, 'size': config.test_size, **test_scores})
   samples_per_s = (timings['steps_timed'] * config.batch_size / timings['train_s']
                    if timings['train_s'] > 0 else None)
   results = {
@@ -362,9 +392,10 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
       'test_size': config.test_size, 'steps': step,
       'timings': {**timings, 'train_samples_per_s': samples_per_s},
   }
-  with open(run.results + '.tmp', 'w') as f:
-    json.dump(results, f, indent=1)
-  os.replace(run.results + '.tmp', run.results)
+  if writer:
+    with open(run.results + '.tmp', 'w') as f:
+      json.dump(results, f, indent=1)
+    os.replace(run.results + '.tmp', run.results)
   say(f"[nar] {config.algorithm} {config.method}: best val {best['score']:.4f} at step "
       f"{best['step']}; OOD test (n={config.test_size}) score {test_scores['score']:.4f}")
   return results

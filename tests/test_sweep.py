@@ -49,3 +49,23 @@ def test_bad_shard_and_protocol():
     sw.parse_shard('3/2')
   with pytest.raises(ConfigError):
     sw.make_config('gpu-cluster', 'bfs', 'baseline', 0, '/tmp/x', {})
+
+
+def test_parallel_sweep_runs_each_run_in_its_own_process_and_survives_a_failure(tmp_path):
+  out = str(tmp_path / 'grid')
+  overrides = dict(TINY, cache_dir=str(tmp_path / 'cache'))
+  # Run seed 1's directory already holds another configuration: that run must fail
+  # (exit code 2, reason in its train.log) without stopping the other.
+  clash = sw.run_dir(out, 'bfs', 'baseline', 1)
+  os.makedirs(clash)
+  other = sw.make_config('cpu', 'bfs', 'baseline', 1, out, dict(overrides, hidden=16))
+  with open(os.path.join(clash, 'config.json'), 'w') as f:
+    json.dump(other.to_json(), f)
+  done = dict(sw.sweep('cpu', ['bfs'], ['baseline'], 2, out, workers=2, overrides=overrides,
+                       progress=False))
+  assert done[sw.run_dir(out, 'bfs', 'baseline', 0)].startswith('done, OOD')
+  assert done[clash].startswith('FAILED (exit code 2')
+  with open(os.path.join(sw.run_dir(out, 'bfs', 'baseline', 0), 'train.log')) as f:
+    assert 'OOD score' in f.read()
+  with open(os.path.join(clash, 'train.log')) as f:
+    assert 'another configuration' in f.read()
