@@ -129,6 +129,9 @@ RESUMABLE_DIFFERENCES = {'steps', 'out', 'cache_dir', 'prefetch', 'log_every'}
 
 def config_conflicts(saved: dict, new: 'TrainConfig') -> list[str]:
   current = new.to_json()
+  # A setting added after the run was saved had its default value then.
+  defaults = TrainConfig().to_json()
+  saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
   return [f'{k}: saved {saved.get(k)!r}, now {current.get(k)!r}'
           for k in sorted(set(saved) | set(current))
           if k not in RESUMABLE_DIFFERENCES and saved.get(k) != current.get(k)]

@@ -169,8 +169,24 @@ class RunDir:
     self.results = os.path.join(path, 'results.json')
     self.log = os.path.join(path, 'train.log')
 
+  def lock(self) -> None:
+    """Refuses a second process on the same run (two sweeps, a repeated command):
+    an exclusive lock on <run>/.lock, held until this process exits."""
+    import fcntl
+    self._lock_file = open(os.path.join(self.path, '.lock'), 'w')
+    try:
+      fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      raise RunError(f'{self.path} is in use by another process (a run is going on there); '
+                     'wait for it or stop it first') from None
+
+  def unlock(self) -> None:
+    if getattr(self, '_lock_file', None) is not None:
+      self._lock_file.close()
+      self._lock_file = None
+
   def prepare(self, config: TrainConfig) -> bool:
-    """Creates or checks the directory. Returns True if resuming."""
+    """Creates or checks the directory (and locks it). Returns True if resuming."""
     try:
       os.makedirs(self.path, exist_ok=True)
       probe = os.path.join(self.path, '.write-test')
@@ -179,6 +195,7 @@ class RunDir:
       os.remove(probe)
     except OSError as e:
       raise ConfigError(f'output directory {self.path} is not writable: {e.strerror}') from e
+    self.lock()
     if os.path.exists(self.config):
       saved = load_config_file(self.config)
       conflicts = config_conflicts(saved, config)
@@ -243,6 +260,14 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
   finishing (used to test resumption)."""
   config.validate()
   run = RunDir(config.out)
+  try:
+    return _train(run, config, progress, stop_after, method_factory)
+  finally:
+    run.unlock()
+
+
+def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optional[int],
+           method_factory: Optional[Callable]) -> dict:
   # Several hosts: process 0 owns the run directory and broadcasts what it reads.
   writer = distributed.is_writer()
   resuming = run.prepare(config) if writer else False

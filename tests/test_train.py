@@ -71,3 +71,30 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
   with pytest.raises(RunError, match='non-finite loss at step 0'):
     train(tiny(tmp_path / 'r', tmp_path / 'c'), progress=False,
           method_factory=lambda c, s: Broken(c, s))
+
+
+def test_run_saved_before_a_setting_existed_resumes():
+  """A config.json without a newer field means that field's default, not a conflict."""
+  from nar.config import TrainConfig, config_conflicts
+  new = TrainConfig(algorithm='bfs', hidden=8).validate()
+  saved = new.to_json()
+  del saved['precision']
+  assert config_conflicts(saved, new) == []
+  assert config_conflicts(saved, TrainConfig(algorithm='bfs', hidden=8,
+                                             precision='bfloat16').validate())
+
+
+def test_a_second_process_on_the_same_run_is_refused(tmp_path):
+  import subprocess
+  import sys
+  from nar.train import RunDir
+  run = RunDir(str(tmp_path / 'r'))
+  run.prepare(tiny(tmp_path / 'r', tmp_path / 'c'))          # holds the lock
+  code = ('import sys; from nar.train import RunDir, RunError\n'
+          f'try: RunDir({str(tmp_path / "r")!r}).lock()\n'
+          'except RunError as e: print(e); sys.exit(3)\n')
+  p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+  assert p.returncode == 3 and 'in use by another process' in p.stdout
+  run.unlock()
+  p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+  assert p.returncode == 0, p.stdout + p.stderr
