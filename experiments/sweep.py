@@ -167,9 +167,17 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
     expected_seeds = json.load(open(meta_path)).get('seeds')
   methods = sorted({r['method'] for r in rows}, key=lambda m: (m != 'baseline', m))
   algos = sorted({r['algorithm'] for r in rows})
-  by = {}
+  by, by_seed, val_by, minutes_by = {}, {}, {}, {}
   for r in rows:
-    by.setdefault((r['algorithm'], r['method']), []).append(100 * r['test_score'])
+    key = (r['algorithm'], r['method'])
+    by.setdefault(key, []).append(100 * r['test_score'])
+    by_seed.setdefault(key, {})[r.get('seed')] = 100 * r['test_score']
+    if isinstance(r.get('best_val'), dict):
+      val_by.setdefault(key, []).append(100 * r['best_val']['score'])
+    t = r.get('timings') or {}
+    spent = sum(t.get(k) or 0.0 for k in ('compile_s', 'train_s', 'eval_s', 'test_s'))
+    if spent:
+      minutes_by.setdefault(key, []).append(spent / 60)
   lines = [f'# Results under `{root}`', '',
            'OOD test score (micro-F1 family, `clrs.evaluate`) in %, mean +- std over seeds '
            '(count in brackets). Triplet-GMPNN: Ibarz et al. 2022, 10 seeds, 10,000 steps. '
@@ -198,13 +206,33 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
       for m in methods:
         if m == 'baseline':
           continue
-        if m in means and 'baseline' in means:
-          d = means[m] - means['baseline']
-          diffs.append(f'{d:+.2f}')
+        # Paired over the seeds both methods have (a seed is the same data stream
+        # and initialisation for both), with the number of seeds m is ahead.
+        mine, base = by_seed.get((a, m), {}), by_seed.get((a, 'baseline'), {})
+        seeds = sorted(set(mine) & set(base), key=str)
+        if seeds:
+          d = [mine[k] - base[k] for k in seeds]
+          mu, sd = _mean_std(d)
+          wins = sum(x > 0 for x in d)
+          diffs.append(f'{mu:+.2f} +- {sd:.2f} (ahead on {wins}/{len(seeds)})')
         else:
           diffs.append('n/a')
       line += ' ' + ' | '.join(diffs) + ' |'
     lines.append(line)
+  lines[2] += (' Differences are paired by seed (over the seeds both methods have): mean +- '
+               'std of the per-seed differences, and on how many seeds the method is ahead.')
+  # In distribution: best validation score (n = 16, model selection) and cost.
+  lines += ['', 'Best in-distribution validation score in % (mean +- std) and minutes per run '
+            '(compile + train + validation + test, mean):', '',
+            '| algorithm | ' + ' | '.join(f'{m} val | {m} min' for m in methods) + ' |',
+            '|' + '---|' * (2 * len(methods) + 1)]
+  for a in algos:
+    cells = []
+    for m in methods:
+      v, t = val_by.get((a, m)), minutes_by.get((a, m))
+      cells.append(f'{_mean_std(v)[0]:.1f} +- {_mean_std(v)[1]:.1f}' if v else 'n/a')
+      cells.append(f'{sum(t) / len(t):.1f}' if t else 'n/a')
+    lines.append(f'| {a} | ' + ' | '.join(cells) + ' |')
   # Per family: mean over algorithms whose cells are complete.
   lines += ['', '| family | ' + ' | '.join(methods) + ' | Triplet-GMPNN |',
             '|' + '---|' * (len(methods) + 2)]

@@ -59,6 +59,48 @@ def make_train_samples(algorithm: str, seed: int, step: int, batch_size: int,
           for _ in range(batch_size)]
 
 
+def size_of_step(algorithm: str, step: int, sizes: Sequence[int] = TRAIN_SIZES) -> int:
+  sizes = train_sizes(algorithm, sizes)
+  return sizes[step % len(sizes)]
+
+
+PROBE_SEED = 0x5EED5   # the same for every run: same shapes, compilation cache hits
+PROBE_SAMPLES = 128
+
+
+@dataclasses.dataclass
+class PaddingPlan:
+  """One padded shape per training size: (nodes, steps), the largest seen in a
+  probe of `PROBE_SAMPLES` samples (steps bucketed).
+
+  Why: a jitted step compiles once per input shape (~10-40 s on a CPU). Padding
+  each batch to its own longest trajectory gives a dozen shapes per size for
+  algorithms whose length varies (bfs, dfs); one shape per size costs a little
+  padded compute instead (padding changes no prediction or loss). A batch larger
+  than its planned shape falls back to its own (bucketed) shape."""
+  shapes: dict
+
+  @classmethod
+  def probe(cls, samples_of_size: dict) -> 'PaddingPlan':
+    return cls({size: (max(x.num_nodes for x in ss), bucket(max(x.length for x in ss), 2))
+                for size, ss in samples_of_size.items()})
+
+  def pad(self, samples: Sequence[Sample], spec, size: Optional[int]) -> Batch:
+    n, t = self.shapes.get(size, (None, None))
+    if n is not None and max(x.num_nodes for x in samples) > n:
+      n = None
+    if t is not None and max(x.length for x in samples) > t:
+      t = None
+    return pad_samples(samples, spec, num_nodes=n, num_steps=t)
+
+
+def probe_samples(algorithm: str, sizes: Sequence[int] = TRAIN_SIZES) -> dict:
+  """{size: PROBE_SAMPLES training-distribution samples}, the same for every run."""
+  sizes = train_sizes(algorithm, sizes)
+  return {size: make_train_samples(algorithm, PROBE_SEED, k, PROBE_SAMPLES, sizes)
+          for k, size in enumerate(sizes)}
+
+
 @dataclasses.dataclass
 class TrainStream:
   """Training batches; `batch(step)` is deterministic."""
@@ -69,10 +111,12 @@ class TrainStream:
 
   def __post_init__(self):
     self.spec = processed_spec(self.algorithm)
+    self.probe = probe_samples(self.algorithm, self.sizes)
+    self.plan = PaddingPlan.probe(self.probe)
 
   def batch(self, step: int):
     samples = make_train_samples(self.algorithm, self.seed, step, self.batch_size, self.sizes)
-    return pad_samples(samples, self.spec)
+    return self.plan.pad(samples, self.spec, size_of_step(self.algorithm, step, self.sizes))
 
 
 class Prefetcher:

@@ -25,7 +25,7 @@ pass.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import haiku as hk
 import jax
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nar import data as data_lib
-from nar.batching import Batch, pad_samples
+from nar.batching import Batch
 from nar.config import TrainConfig
 from nar.layers import mlp_apply
 from nar.losses import supervised_loss
@@ -228,20 +228,26 @@ class HintReLIC:
     self.pointer_hints, self.other_hints = regularised_hints(spec, config.relic_hints)
     self.stream = data_lib.TrainStream(config.algorithm, config.seed, config.batch_size,
                                        config.train_sizes)
+    # Twins get their own padding plan, probed on twins of the stream's probe.
+    rng = np.random.default_rng(data_lib.PROBE_SEED)
+    self.twin_plan = data_lib.PaddingPlan.probe(
+        {size: [self.augmenter(x, rng).twin for x in ss]
+         for size, ss in self.stream.probe.items()})
 
   # ---- host side
-  def make_item(self, samples, step: int):
-    """(originals, twins, pairs): two padded batches, each to its own exact size
-    (twins may have added nodes; padding the originals to the twins' size would
-    cost (N'/N)^3 in the triplet processor), and the selected pairs."""
+  def make_item(self, samples, step: int, size: Optional[int] = None):
+    """(originals, twins, pairs): two padded batches, each to its own shape (twins
+    may have added nodes; padding the originals to the twins' size would cost
+    (N'/N)^3 in the triplet processor), and the selected pairs. `size`: the
+    training size, to pad to the planned shapes (see `data.PaddingPlan`)."""
     cfg = self.config
     rng = np.random.default_rng([cfg.seed, step, 0xA06])
     twins = []
     for s in samples:
       for _ in range(cfg.augmentations):
         twins.append(self.augmenter(s, rng))
-    batch_x = pad_samples(list(samples), self.spec)
-    batch_y = pad_samples([a.twin for a in twins], self.spec)
+    batch_x = self.stream.plan.pad(list(samples), self.spec, size)
+    batch_y = self.twin_plan.pad([a.twin for a in twins], self.spec, size)
     pairs = select_pairs(twins, batch_x.num_nodes, cfg.relic_pairs,
                          self.pointer_hints, self.other_hints, rng)
     return batch_x, batch_y, pairs
@@ -249,7 +255,8 @@ class HintReLIC:
   def batch(self, step: int):
     samples = data_lib.make_train_samples(self.config.algorithm, self.config.seed, step,
                                           self.config.batch_size, self.config.train_sizes)
-    return self.make_item(samples, step)
+    return self.make_item(samples, step, data_lib.size_of_step(self.config.algorithm, step,
+                                                               self.config.train_sizes))
 
   def example_batch(self) -> Batch:
     return self.stream.batch(0)
