@@ -97,6 +97,21 @@ def test_invalid_pairs_and_padding_contribute_nothing():
   assert float(t1['relic_contrast']) == pytest.approx(float(terms['relic_contrast']), rel=1e-6)
 
 
+def _critic(seed: int, size: int):
+  """A Haiku MLP critic: its layers (as relic_loss takes them) and its NumPy
+  embedding (MLP then L2 normalisation), computed independently."""
+  from nar.layers import Affine
+  critic = hk.transform(lambda x: hk.nets.MLP([4, 4])(x))
+  cp = critic.init(jax.random.PRNGKey(seed), jnp.zeros((1, size)))
+  layers = [Affine(cp['mlp/~/linear_0']['w'], cp['mlp/~/linear_0']['b']),
+            Affine(cp['mlp/~/linear_1']['w'], cp['mlp/~/linear_1']['b'])]
+
+  def embed(v):
+    z = np.asarray(critic.apply(cp, None, jnp.asarray(v)))
+    return z / np.linalg.norm(z, axis=-1, keepdims=True)
+  return layers, embed
+
+
 def test_relic_loss_on_hand_made_representations():
   """Twin = original with identity node map: contrast equals the NumPy value."""
   rng = np.random.default_rng(3)
@@ -112,14 +127,9 @@ def test_relic_loss_on_hand_made_representations():
   pairs = PairData(t=np.array([[1]]), t_twin=np.array([[1]]), mask=np.ones((1, 1), np.float32),
                    pointer_valid={}, node_valid=np.ones((1, 1), np.float32),
                    node_map=np.arange(n)[None].astype(np.int32))
-  critic = hk.transform(lambda x: hk.nets.MLP([4, 4])(x))
-  cp = critic.init(jax.random.PRNGKey(0), jnp.zeros((1, 3 * h)))
-  from nar.layers import Affine
-  layers = [Affine(cp['mlp/~/linear_0']['w'], cp['mlp/~/linear_0']['b']),
-            Affine(cp['mlp/~/linear_1']['w'], cp['mlp/~/linear_1']['b'])]
+  layers, embed = _critic(0, 3 * h)
   ce, kl, w = relic_loss({}, out, out, batch, batch, pairs, (layers, layers), 1, TAU)
-  z = np.asarray(critic.apply(cp, None, jnp.asarray(node[1, 0])))
-  z = z / np.linalg.norm(z, axis=-1, keepdims=True)
+  z = embed(node[1, 0])
   logits = z @ z.T / TAU
   expected = np.mean([-_np_log_softmax(logits[i], np.ones(n, bool))[i] for i in range(n)])
   assert float(ce) == pytest.approx(expected, rel=1e-5)
@@ -173,14 +183,8 @@ def test_relic_loss_with_an_added_twin_node():
   pairs = PairData(t=np.array([[0]]), t_twin=np.array([[0]]), mask=np.ones((1, 1), np.float32),
                    pointer_valid={}, node_valid=np.ones((1, 1), np.float32),
                    node_map=np.arange(n)[None].astype(np.int32))
-  critic = hk.transform(lambda x: hk.nets.MLP([4, 4])(x))
-  cp = critic.init(jax.random.PRNGKey(1), jnp.zeros((1, 3 * h)))
-  from nar.layers import Affine
-  layers = [Affine(cp['mlp/~/linear_0']['w'], cp['mlp/~/linear_0']['b']),
-            Affine(cp['mlp/~/linear_1']['w'], cp['mlp/~/linear_1']['b'])]
+  layers, embed = _critic(1, 3 * h)
   ce, kl, w = relic_loss({}, out_x, out_y, bx, by, pairs, (layers, layers), 1, TAU)
-  embed = lambda v: (lambda z: z / np.linalg.norm(z, axis=-1, keepdims=True))(  # noqa: E731
-      np.asarray(critic.apply(cp, None, jnp.asarray(v))))
   zx, zy = embed(node_x[0, 0]), embed(node_y[0, 0])
   ones = lambda k: np.ones(k, bool)  # noqa: E731
   ce_xy = [-_np_log_softmax(zx[i] @ zy.T / TAU, ones(n + 1))[i] for i in range(n)]
