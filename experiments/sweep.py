@@ -127,9 +127,10 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
                'seeds': seeds, 'overrides': overrides or {}}, f, indent=1)
   print(f'[sweep] {len(todo)} run(s) to do, {len(report)} already finished (shard {i}/{n})')
   if workers > 1:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, as_completed
     with ThreadPoolExecutor(workers) as pool:
-      for path, status in pool.map(_run_in_subprocess, todo):
+      for future in as_completed([pool.submit(_run_in_subprocess, c) for c in todo]):
+        path, status = future.result()
         report.append((path, status))
         print(f'[sweep] {path}: {status}', flush=True)
   else:
