@@ -12,6 +12,7 @@ job array splits a grid across machines without coordination (see `slurm_array.s
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -47,12 +48,30 @@ TRIPLET_GMPNN = {
 }
 
 
-def run_dir(out: str, algorithm: str, method: str, seed: int) -> str:
-  return os.path.join(out, algorithm, method, f'seed{seed}')
+def variant_label(method: str, variant: Optional[dict] = None) -> str:
+  """'hint_relic', or 'hint_relic@relic_lambda=1.0,relic_temperature=0.5' for a
+  variant of `--vary`: the run's directory and its column in the report."""
+  if not variant:
+    return method
+  return method + '@' + ','.join(f'{k}={json.dumps(v)}' for k, v in variant.items())
 
 
-def grid(algorithms, methods, seeds: int):
-  return [(a, m, s) for a in algorithms for m in methods for s in range(seeds)]
+def run_dir(out: str, algorithm: str, method: str, seed: int,
+            variant: Optional[dict] = None) -> str:
+  return os.path.join(out, algorithm, variant_label(method, variant), f'seed{seed}')
+
+
+def variants(vary: Optional[dict]) -> list[dict]:
+  """Every combination of the `--vary` values ({} when nothing varies)."""
+  if not vary:
+    return [{}]
+  keys = list(vary)
+  return [dict(zip(keys, values)) for values in itertools.product(*(vary[k] for k in keys))]
+
+
+def grid(algorithms, methods, seeds: int, vary: Optional[dict] = None):
+  return [(a, m, v, s) for a in algorithms for m in methods for v in variants(vary)
+          for s in range(seeds)]
 
 
 def parse_shard(text: Optional[str]) -> tuple[int, int]:
@@ -68,12 +87,12 @@ def parse_shard(text: Optional[str]) -> tuple[int, int]:
 
 
 def make_config(protocol: str, algorithm: str, method: str, seed: int, out: str,
-                overrides: dict) -> TrainConfig:
+                overrides: dict, variant: Optional[dict] = None) -> TrainConfig:
   if protocol not in PROTOCOLS:
     raise ConfigError(f"unknown protocol '{protocol}'; choose one of: {', '.join(PROTOCOLS)}")
-  values = {**PROTOCOLS[protocol], **overrides}
+  values = {**PROTOCOLS[protocol], **overrides, **(variant or {})}
   return TrainConfig(algorithm=algorithm, method=method, seed=seed,
-                     out=run_dir(out, algorithm, method, seed), **values).validate()
+                     out=run_dir(out, algorithm, method, seed, variant), **values).validate()
 
 
 def _run_in_process(config: TrainConfig, progress: bool):
@@ -102,7 +121,8 @@ def _run_in_subprocess(config: TrainConfig):
 
 
 def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str = None,
-          workers: int = 1, overrides: Optional[dict] = None, progress: bool = True) -> list:
+          workers: int = 1, overrides: Optional[dict] = None, progress: bool = True,
+          vary: Optional[dict] = None) -> list:
   """Runs (or resumes) this shard of the grid; returns [(run dir, status)]."""
   from nar.train import finished
   for a in algorithms:
@@ -113,10 +133,10 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
       raise ConfigError(f"unknown method '{m}'; choose one of: {', '.join(METHODS)}")
   i, n = parse_shard(shard)
   todo, report = [], []
-  for k, (a, m, s) in enumerate(grid(algorithms, methods, seeds)):
+  for k, (a, m, v, s) in enumerate(grid(algorithms, methods, seeds, vary)):
     if k % n != i:
       continue
-    cfg = make_config(protocol, a, m, s, out, overrides or {})
+    cfg = make_config(protocol, a, m, s, out, overrides or {}, v)
     if finished(cfg.out):
       report.append((cfg.out, 'already finished'))
       continue
@@ -124,7 +144,7 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, 'sweep.json'), 'w') as f:
     json.dump({'protocol': protocol, 'algorithms': list(algorithms), 'methods': list(methods),
-               'seeds': seeds, 'overrides': overrides or {}}, f, indent=1)
+               'seeds': seeds, 'overrides': overrides or {}, 'vary': vary or {}}, f, indent=1)
   print(f'[sweep] {len(todo)} run(s) to do, {len(report)} already finished (shard {i}/{n})')
   if workers > 1:
     from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -147,6 +167,9 @@ def collect(root: str) -> list[dict]:
       with open(os.path.join(dirpath, 'results.json')) as f:
         r = json.load(f)
       r['_dir'] = dirpath
+      # The report's column: the method, or its --vary variant (the directory name).
+      parent = os.path.basename(os.path.dirname(dirpath))
+      r['_label'] = parent if parent.startswith(r['method'] + '@') else r['method']
       rows.append(r)
   return rows
 
@@ -166,11 +189,11 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
   meta_path = os.path.join(root, 'sweep.json')
   if os.path.exists(meta_path):
     expected_seeds = json.load(open(meta_path)).get('seeds')
-  methods = sorted({r['method'] for r in rows}, key=lambda m: (m != 'baseline', m))
+  methods = sorted({r['_label'] for r in rows}, key=lambda m: (m != 'baseline', m))
   algos = sorted({r['algorithm'] for r in rows})
   by, by_seed, val_by, minutes_by = {}, {}, {}, {}
   for r in rows:
-    key = (r['algorithm'], r['method'])
+    key = (r['algorithm'], r['_label'])
     by.setdefault(key, []).append(100 * r['test_score'])
     by_seed.setdefault(key, {})[r.get('seed')] = 100 * r['test_score']
     if isinstance(r.get('best_val'), dict):
@@ -292,9 +315,9 @@ def _plots(root, rows, methods, algos, by) -> str:
       if not os.path.exists(path):
         continue
       val = [json.loads(x) for x in open(path) if '"val"' in x]
-      color = f'C{methods.index(r["method"])}'
+      color = f'C{methods.index(r["_label"]) % 10}'
       ax.plot([v['step'] for v in val], [v['score'] for v in val], color=color, alpha=0.7,
-              label=f"{r['method']} s{r['seed']}")
+              label=f"{r['_label']} s{r['seed']}")
     ax.set_title(a)
     ax.set_xlabel('step')
     ax.set_ylabel('validation score')
@@ -317,11 +340,26 @@ def add_commands(sub) -> None:
   p.add_argument('--workers', type=int, default=1,
                  help='runs at a time, each in its own process logging to <run dir>/train.log')
   p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
+  p.add_argument('--vary', action='append', default=[], metavar='KEY=V1,V2,...',
+                 help='also sweep over these values of a setting (repeat for a product), '
+                      'e.g. --vary relic_lambda=0.1,1.0; each value is its own report column')
   p.set_defaults(fn=_cmd_sweep)
   p = sub.add_parser('report', help='markdown table + PNG plots from results.json files')
   p.add_argument('root')
   p.add_argument('--out', default=None)
   p.set_defaults(fn=_cmd_report)
+
+
+def parse_vary(items: list[str]) -> dict:
+  """['relic_lambda=0.1,1.0', ...] -> {'relic_lambda': [0.1, 1.0], ...} (checked keys)."""
+  from nar.cli import parse_overrides
+  vary = {}
+  for item in items:
+    key, sep, values = item.partition('=')
+    if not sep or not values:
+      raise ConfigError(f'--vary expects KEY=V1,V2,..., got {item!r}')
+    vary[key] = [parse_overrides([f'{key}={v}'])[key] for v in values.split(',')]
+  return vary
 
 
 def _cmd_sweep(args) -> int:
@@ -331,7 +369,7 @@ def _cmd_sweep(args) -> int:
   if seeds <= 0:
     raise ConfigError('--seeds must be a positive integer')
   done = sweep(args.protocol, args.algorithms, args.methods.split(','), seeds, args.out,
-               args.shard, args.workers, overrides)
+               args.shard, args.workers, overrides, vary=parse_vary(args.vary))
   for path, status in done:
     print(f'{path}: {status}')
   return 1 if any(status.startswith('FAILED') for _, status in done) else 0

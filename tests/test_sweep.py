@@ -69,3 +69,25 @@ def test_parallel_sweep_runs_each_run_in_its_own_process_and_survives_a_failure(
     assert 'OOD score' in f.read()
   with open(os.path.join(clash, 'train.log')) as f:
     assert 'another configuration' in f.read()
+
+
+def test_vary_runs_every_value_as_its_own_report_column(tmp_path):
+  out = str(tmp_path / 'grid')
+  vary = sw.parse_vary(['hidden=8,16'])
+  assert vary == {'hidden': [8, 16]}
+  overrides = dict(TINY, cache_dir=str(tmp_path / 'cache'))
+  del overrides['hidden']
+  done = dict(sw.sweep('cpu', ['bfs'], ['baseline'], 1, out, overrides=overrides,
+                       progress=False, vary=vary))
+  assert set(done) == {sw.run_dir(out, 'bfs', 'baseline', 0, {'hidden': 8}),
+                       sw.run_dir(out, 'bfs', 'baseline', 0, {'hidden': 16})}
+  with open(os.path.join(sw.run_dir(out, 'bfs', 'baseline', 0, {'hidden': 16}),
+                         'config.json')) as f:
+    assert json.load(f)['hidden'] == 16
+  text = sw.report(out, plots=False)
+  header = next(line for line in text.splitlines() if line.startswith('| algorithm |'))
+  assert 'baseline@hidden=8 |' in header and 'baseline@hidden=16 |' in header
+  with pytest.raises(ConfigError, match='unknown configuration key'):
+    sw.parse_vary(['no_such_key=1,2'])
+  with pytest.raises(ConfigError, match='--vary expects'):
+    sw.parse_vary(['hidden'])
