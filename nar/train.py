@@ -385,7 +385,7 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
           best = {'score': scores['score'], 'step': step}
           if writer:
             ckpt.save(run.checkpoints, 'best', jax.device_get(state['params']),
-                    {'step': step, 'best': best})
+                      {'step': step, 'best': best})
         last_good = save_state(step)
   finally:
     _restore_handlers(previous_handlers)
