@@ -120,6 +120,31 @@ def _run_in_subprocess(config: TrainConfig):
     return config.out, f"done, OOD {json.load(f)['test_score']:.4f}"
 
 
+def record_grid(out: str, protocol: str, algorithms, methods, seeds: int,
+                overrides: Optional[dict] = None, vary: Optional[dict] = None) -> dict:
+  """<out>/sweep.json: the grid this directory holds, for the report (which cells
+  are complete). Several sweeps into one directory (the ablations of a grid, a
+  part re-run with fewer seeds) add to it instead of replacing it."""
+  path = os.path.join(out, 'sweep.json')
+  grid_def = {'protocol': protocol, 'algorithms': list(algorithms), 'methods': list(methods),
+              'seeds': seeds, 'overrides': overrides or {}, 'vary': vary or {}}
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        old = json.load(f)
+    except ValueError:
+      old = {}
+    if old.get('protocol') == protocol and old.get('overrides', {}) == grid_def['overrides']:
+      grid_def['algorithms'] = list(dict.fromkeys(old.get('algorithms', []) + grid_def['algorithms']))
+      grid_def['methods'] = list(dict.fromkeys(old.get('methods', []) + grid_def['methods']))
+      grid_def['seeds'] = max(int(old.get('seeds', 0)), seeds)
+  os.makedirs(out, exist_ok=True)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(grid_def, f, indent=1)
+  os.replace(path + '.tmp', path)
+  return grid_def
+
+
 def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str = None,
           workers: int = 1, overrides: Optional[dict] = None, progress: bool = True,
           vary: Optional[dict] = None) -> list:
@@ -141,10 +166,7 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
       report.append((cfg.out, 'already finished'))
       continue
     todo.append(cfg)
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, 'sweep.json'), 'w') as f:
-    json.dump({'protocol': protocol, 'algorithms': list(algorithms), 'methods': list(methods),
-               'seeds': seeds, 'overrides': overrides or {}, 'vary': vary or {}}, f, indent=1)
+  record_grid(out, protocol, algorithms, methods, seeds, overrides, vary)
   print(f'[sweep] {len(todo)} run(s) to do, {len(report)} already finished (shard {i}/{n})')
   if workers > 1:
     from concurrent.futures import ThreadPoolExecutor, as_completed

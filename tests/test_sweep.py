@@ -91,3 +91,14 @@ def test_vary_runs_every_value_as_its_own_report_column(tmp_path):
     sw.parse_vary(['no_such_key=1,2'])
   with pytest.raises(ConfigError, match='--vary expects'):
     sw.parse_vary(['hidden'])
+
+
+def test_sweeps_into_one_directory_add_to_its_grid(tmp_path):
+  out = str(tmp_path)
+  sw.record_grid(out, 'cpu', ['bfs', 'dfs'], ['baseline', 'hint_relic'], 3)
+  sw.record_grid(out, 'cpu', ['dfs'], ['hint_relic'], 2)            # a part, fewer seeds
+  grid = sw.record_grid(out, 'cpu', ['insertion_sort'], ['twins_only'], 3)
+  assert grid['algorithms'] == ['bfs', 'dfs', 'insertion_sort']
+  assert grid['methods'] == ['baseline', 'hint_relic', 'twins_only'] and grid['seeds'] == 3
+  with open(os.path.join(out, 'sweep.json')) as f:
+    assert json.load(f) == grid
