@@ -213,10 +213,9 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
     expected_seeds = json.load(open(meta_path)).get('seeds')
   methods = sorted({r['_label'] for r in rows}, key=lambda m: (m != 'baseline', m))
   algos = sorted({r['algorithm'] for r in rows})
-  by, by_seed, val_by, minutes_by = {}, {}, {}, {}
+  by_seed, val_by, minutes_by = {}, {}, {}
   for r in rows:
     key = (r['algorithm'], r['_label'])
-    by.setdefault(key, []).append(100 * r['test_score'])
     by_seed.setdefault(key, {})[r.get('seed')] = 100 * r['test_score']
     if isinstance(r.get('best_val'), dict):
       val_by.setdefault(key, []).append(100 * r['best_val']['score'])
@@ -224,11 +223,14 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
     spent = sum(t.get(k) or 0.0 for k in ('compile_s', 'train_s', 'eval_s', 'test_s'))
     if spent:
       minutes_by.setdefault(key, []).append(spent / 60)
+  by = {key: list(scores.values()) for key, scores in by_seed.items()}
   lines = [f'# Results under `{root}`', '',
            'OOD test score (micro-F1 family, `clrs.evaluate`) in %, mean +- std over seeds '
            '(count in brackets). Triplet-GMPNN: Ibarz et al. 2022, 10 seeds, 10,000 steps. '
            + ('A cell with fewer seeds than the grid asked for is marked *incomplete* and '
-              'left out of the family means.' if expected_seeds else ''), '']
+              'left out of the family means.' if expected_seeds else '')
+           + ' Differences are paired by seed (over the seeds both methods have): mean +- std '
+           'of the per-seed differences, and on how many seeds the method is ahead.', '']
   head = '| algorithm | ' + ' | '.join(methods) + ' | Triplet-GMPNN |'
   if 'baseline' in methods and len(methods) > 1:
     head += ' ' + ' | '.join(f'{m} - baseline' for m in methods if m != 'baseline') + ' |'
@@ -265,8 +267,6 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
           diffs.append('n/a')
       line += ' ' + ' | '.join(diffs) + ' |'
     lines.append(line)
-  lines[2] += (' Differences are paired by seed (over the seeds both methods have): mean +- '
-               'std of the per-seed differences, and on how many seeds the method is ahead.')
   # In distribution: best validation score (n = 16, model selection) and cost.
   lines += ['', 'Best in-distribution validation score in % (mean +- std) and minutes per run '
             '(compile + train + validation + test, mean):', '',

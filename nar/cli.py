@@ -88,17 +88,17 @@ def cmd_train(args) -> int:
                                 auto=args.distributed)
   config = _config_from_args(args)
   distributed.initialize(cluster)   # before anything starts a JAX backend
-  from nar.train import train
-  results = train(config, progress=not args.quiet)
-  print(f"OOD score ({config.algorithm}, n={results['test_size']}): {results['test_score']:.4f}")
-  return 0
+  return _train_and_print(config, args.quiet)
 
 
 def cmd_run(args) -> int:
   from nar.config import TrainConfig, load_config_file
+  return _train_and_print(TrainConfig.from_json(load_config_file(args.config)), args.quiet)
+
+
+def _train_and_print(config, quiet: bool) -> int:
   from nar.train import train
-  config = TrainConfig.from_json(load_config_file(args.config))
-  results = train(config, progress=not args.quiet)
+  results = train(config, progress=not quiet)
   print(f"OOD score ({config.algorithm}, n={results['test_size']}): {results['test_score']:.4f}")
   return 0
 
