@@ -25,6 +25,7 @@ pass.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple, Optional
 
 import haiku as hk
@@ -228,9 +229,14 @@ class HintReLIC:
     self.pointer_hints, self.other_hints = regularised_hints(spec, config.relic_hints)
     self.stream = data_lib.TrainStream(config.algorithm, config.seed, config.batch_size,
                                        config.train_sizes)
-    # Twins get their own padding plan, probed on twins of the stream's probe.
+
+  @functools.cached_property
+  def twin_plan(self) -> data_lib.PaddingPlan:
+    """The twins' own padding plan, probed on twins of the stream's probe. Lazy:
+    augmenting the probe costs seconds, and evaluation or `example_batch` need
+    no twins."""
     rng = np.random.default_rng(data_lib.PROBE_SEED)
-    self.twin_plan = data_lib.PaddingPlan.probe(
+    return data_lib.PaddingPlan.probe(
         {size: [self.augmenter(x, rng).twin for x in ss]
          for size, ss in self.stream.probe.items()})
 
@@ -266,19 +272,22 @@ class HintReLIC:
     return placement.batch(batch_x), placement.batch(batch_y), placement.shard(pairs)
 
   # ---- device side
+  def _critic(self) -> hk.Transformed:
+    """The critic MLPs g, sized for pair features (3 * hidden) and node
+    embeddings (hidden)."""
+    cfg = self.config
+    return hk.transform(lambda: Critics(cfg.relic_critic_hidden,
+                                        cfg.relic_critic_hidden // 2)(cfg.hidden,
+                                                                       3 * cfg.hidden))
+
   def init(self, net, key, example: Batch):
     params = net.init(key, example.inputs, example.hints, example.lengths, example.node_mask,
                       is_training=True)
-    h = self.config.hidden
-    critic = hk.transform(lambda: Critics(self.config.relic_critic_hidden,
-                                          self.config.relic_critic_hidden // 2)(h, 3 * h))
-    return {**params, **critic.init(jax.random.fold_in(key, 1))}
+    return {**params, **self._critic().init(jax.random.fold_in(key, 1))}
 
   def loss_fn(self, net):
     cfg, spec = self.config, self.spec
-    h = cfg.hidden
-    critic = hk.transform(lambda: Critics(cfg.relic_critic_hidden,
-                                          cfg.relic_critic_hidden // 2)(h, 3 * h))
+    critic = self._critic()
     need_reps = cfg.relic_contrast and cfg.relic_lambda > 0
 
     def forward(params, rng, batch: Batch):

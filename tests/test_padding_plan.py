@@ -33,3 +33,20 @@ def test_plan_pads_without_changing_the_data_and_falls_back_when_too_small():
   tight = data_lib.PaddingPlan({5: (4, 1)}).pad(samples, spec, 5)   # too small: own shape
   assert tight.num_nodes == 5 and tight.num_steps >= longest
   assert data_lib.PaddingPlan({}).pad(samples, spec, None).num_nodes == 5
+
+
+def test_twins_get_their_own_plan_built_only_when_twins_are_made():
+  from nar.config import TrainConfig
+  from nar.hint_relic import HintReLIC
+  config = TrainConfig(algorithm='bfs', method='hint_relic', batch_size=8, train_sizes=(4, 7))
+  method = HintReLIC(config, processed_spec('bfs'))
+  method.example_batch()
+  assert 'twin_plan' not in vars(method)        # evaluation needs no twins: nothing probed
+  shapes = {}
+  for step in range(10):
+    batch_x, batch_y, _ = method.batch(step)
+    size = data_lib.size_of_step('bfs', step, (4, 7))
+    shapes.setdefault(size, set()).add((batch_y.num_nodes, batch_y.num_steps))
+    assert batch_y.num_nodes >= batch_x.num_nodes
+  assert 'twin_plan' in vars(method)
+  assert sum(len(v) for v in shapes.values()) < 10
