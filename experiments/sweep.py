@@ -138,6 +138,10 @@ def record_grid(out: str, protocol: str, algorithms, methods, seeds: int,
       grid_def['algorithms'] = list(dict.fromkeys(old.get('algorithms', []) + grid_def['algorithms']))
       grid_def['methods'] = list(dict.fromkeys(old.get('methods', []) + grid_def['methods']))
       grid_def['seeds'] = max(int(old.get('seeds', 0)), seeds)
+      merged = {k: list(v) for k, v in (old.get('vary') or {}).items()}
+      for key, values in grid_def['vary'].items():
+        merged[key] = list(dict.fromkeys(merged.get(key, []) + list(values)))
+      grid_def['vary'] = merged
   os.makedirs(out, exist_ok=True)
   with open(path + '.tmp', 'w') as f:
     json.dump(grid_def, f, indent=1)

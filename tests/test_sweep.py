@@ -97,8 +97,11 @@ def test_sweeps_into_one_directory_add_to_its_grid(tmp_path):
   out = str(tmp_path)
   sw.record_grid(out, 'cpu', ['bfs', 'dfs'], ['baseline', 'hint_relic'], 3)
   sw.record_grid(out, 'cpu', ['dfs'], ['hint_relic'], 2)            # a part, fewer seeds
-  grid = sw.record_grid(out, 'cpu', ['insertion_sort'], ['twins_only'], 3)
+  sw.record_grid(out, 'cpu', ['insertion_sort'], ['baseline'], 3, vary={'batch_size': [32]})
+  grid = sw.record_grid(out, 'cpu', ['insertion_sort'], ['twins_only'], 3,
+                        vary={'batch_size': [16, 32], 'relic_lambda': [1.0]})
   assert grid['algorithms'] == ['bfs', 'dfs', 'insertion_sort']
+  assert grid['vary'] == {'batch_size': [32, 16], 'relic_lambda': [1.0]}
   assert grid['methods'] == ['baseline', 'hint_relic', 'twins_only'] and grid['seeds'] == 3
   with open(os.path.join(out, 'sweep.json')) as f:
     assert json.load(f) == grid
