@@ -25,7 +25,9 @@ def _positive_int(text: str) -> int:
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--algorithm', '-a', required=True, help='one of `nar algorithms`')
-  p.add_argument('--method', default='baseline', help='baseline | hint_relic')
+  p.add_argument('--method', default='baseline',
+                 help='baseline | hint_relic | twins_only | contrast_no_kl '
+                      '(the last two: Hint-ReLIC ablations)')
   p.add_argument('--steps', type=_positive_int, default=None)
   p.add_argument('--hidden', type=_positive_int, default=None)
   p.add_argument('--batch-size', type=_positive_int, default=None)
@@ -39,7 +41,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                  help='any other TrainConfig field, e.g. --set relic_lambda=0.5 (JSON values)')
   p.add_argument('--quiet', action='store_true')
-  g = p.add_argument_group('several hosts (see README, "GPUs and several hosts")')
+  g = p.add_argument_group('several hosts (see README, "GPUs, several devices, several hosts")')
   g.add_argument('--coordinator', default=None, metavar='HOST:PORT',
                  help='address of process 0 (all processes pass the same)')
   g.add_argument('--num-processes', type=_positive_int, default=None)
