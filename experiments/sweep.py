@@ -311,28 +311,37 @@ def _plots(root, rows, methods, algos, by) -> str:
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(algos) * len(methods)), 4))
-  width = 0.8 / len(methods)
-  for j, m in enumerate(methods):
-    mus, sds = [], []
-    for a in algos:
-      xs = by.get((a, m), [])
-      mu, sd = _mean_std(xs) if xs else (float('nan'), 0.0)
-      mus.append(mu)
-      sds.append(sd)
-    ax.bar([i + j * width for i in range(len(algos))], mus, width, yerr=sds, label=m, capsize=3)
-  ax.scatter([i + 0.4 - width / 2 for i in range(len(algos))],
-             [TRIPLET_GMPNN.get(a, float('nan')) for a in algos], marker='_', s=400, c='k',
-             label='Triplet-GMPNN (paper)', zorder=5)
-  ax.set_xticks([i + 0.4 - width / 2 for i in range(len(algos))])
+  # Per algorithm only the methods it has, side by side (a sparse grid, e.g. ablations
+  # on one algorithm, leaves no gaps); a method keeps its colour everywhere; each
+  # seed is a dot on its bar, the paper's Triplet-GMPNN a black line across the group.
+  colour = {m: f'C{k % 10}' for k, m in enumerate(methods)}
+  bars = sum(1 for a in algos for m in methods if by.get((a, m)))
+  fig, ax = plt.subplots(figsize=(min(24, max(6, 0.45 * bars + 1.2 * len(algos) + 2.5)), 4.2))
+  labelled = set()
+  for i, a in enumerate(algos):
+    present = [m for m in methods if by.get((a, m))]
+    width = 0.8 / max(len(present), 1)
+    for k, m in enumerate(present):
+      x = i - 0.4 + width * (k + 0.5)
+      mu, sd = _mean_std(by[(a, m)])
+      ax.bar(x, mu, width, yerr=sd, capsize=3, color=colour[m],
+             label=None if m in labelled else m)
+      labelled.add(m)
+      ax.scatter([x] * len(by[(a, m)]), by[(a, m)], s=9, c='k', zorder=4)
+    if a in TRIPLET_GMPNN:
+      ax.hlines(TRIPLET_GMPNN[a], i - 0.42, i + 0.42, colors='k', linestyles='--',
+                label=None if 'ref' in labelled else 'Triplet-GMPNN (paper)', zorder=5)
+      labelled.add('ref')
+  ax.set_xticks(range(len(algos)))
   ax.set_xticklabels(algos, rotation=20, ha='right')
-  ax.set_ylabel('OOD score (%)')
+  ax.set_ylabel('OOD score (%), dots: seeds')
   ax.set_ylim(0, 105)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.0, 1.0))
   fig.tight_layout()
   fig.savefig(os.path.join(root, 'ood_scores.png'), dpi=120)
   plt.close(fig)
   fig, axes = plt.subplots(1, len(algos), figsize=(4 * len(algos), 3.2), squeeze=False)
+  seen = set()
   for ax, a in zip(axes[0], algos):
     for r in rows:
       if r['algorithm'] != a:
@@ -341,9 +350,11 @@ def _plots(root, rows, methods, algos, by) -> str:
       if not os.path.exists(path):
         continue
       val = [json.loads(x) for x in open(path) if '"val"' in x]
-      color = f'C{methods.index(r["_label"]) % 10}'
-      ax.plot([v['step'] for v in val], [v['score'] for v in val], color=color, alpha=0.7,
-              label=f"{r['_label']} s{r['seed']}")
+      label = r['_label']
+      ax.plot([v['step'] for v in val], [v['score'] for v in val],
+              color=f'C{methods.index(label) % 10}', alpha=0.7,
+              label=None if (a, label) in seen else label)      # one legend entry per method
+      seen.add((a, label))
     ax.set_title(a)
     ax.set_xlabel('step')
     ax.set_ylabel('validation score')
