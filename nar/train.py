@@ -248,10 +248,6 @@ def _restore_handlers(previous: dict) -> None:
     signal.signal(sig, handler)
 
 
-def finished(out: str) -> bool:
-  return os.path.exists(os.path.join(out, 'results.json'))
-
-
 # --------------------------------------------------------------------- train
 def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[int] = None,
           method_factory: Optional[Callable] = None) -> dict:

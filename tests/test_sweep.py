@@ -52,23 +52,73 @@ def test_bad_shard_and_protocol():
 
 
 def test_parallel_sweep_runs_each_run_in_its_own_process_and_survives_a_failure(tmp_path):
+  from nar.train import RunDir
   out = str(tmp_path / 'grid')
   overrides = dict(TINY, cache_dir=str(tmp_path / 'cache'))
-  # Run seed 1's directory already holds another configuration: that run must fail
-  # (exit code 2, reason in its train.log) without stopping the other.
+  # Run seed 1's directory is held by another process (here: this one): that run
+  # must fail (exit code 2, reason in its train.log) without stopping the other.
   clash = sw.run_dir(out, 'bfs', 'baseline', 1)
   os.makedirs(clash)
-  other = sw.make_config('cpu', 'bfs', 'baseline', 1, out, dict(overrides, hidden=16))
-  with open(os.path.join(clash, 'config.json'), 'w') as f:
-    json.dump(other.to_json(), f)
-  done = dict(sw.sweep('cpu', ['bfs'], ['baseline'], 2, out, workers=2, overrides=overrides,
-                       progress=False))
+  holder = RunDir(clash)
+  holder.lock()
+  try:
+    done = dict(sw.sweep('cpu', ['bfs'], ['baseline'], 2, out, workers=2, overrides=overrides,
+                         progress=False))
+  finally:
+    holder.unlock()
   assert done[sw.run_dir(out, 'bfs', 'baseline', 0)].startswith('done, OOD')
   assert done[clash].startswith('FAILED (exit code 2')
   with open(os.path.join(sw.run_dir(out, 'bfs', 'baseline', 0), 'train.log')) as f:
     assert 'OOD score' in f.read()
   with open(os.path.join(clash, 'train.log')) as f:
-    assert 'another configuration' in f.read()
+    assert 'in use by another process' in f.read()
+
+
+def test_sweep_refuses_a_directory_of_other_settings_before_running_anything(tmp_path):
+  out = str(tmp_path / 'grid')
+  overrides = dict(TINY, cache_dir=str(tmp_path / 'cache'))
+  clash = sw.run_dir(out, 'bfs', 'hint_relic', 1)
+  os.makedirs(clash)
+  other = sw.make_config('cpu', 'bfs', 'hint_relic', 1, out, dict(overrides, relic_lambda=1.0))
+  with open(os.path.join(clash, 'config.json'), 'w') as f:
+    json.dump(other.to_json(), f)
+  with pytest.raises(ConfigError, match=r'relic_lambda: saved 1\.0, now 0\.1'):
+    sw.sweep('cpu', ['bfs'], ['hint_relic'], 2, out, overrides=overrides, progress=False)
+  assert not os.path.exists(sw.run_dir(out, 'bfs', 'hint_relic', 0))   # nothing ran
+
+
+def test_baseline_runs_do_not_conflict_on_hint_relic_settings(tmp_path):
+  from nar.config import config_conflicts
+  base = sw.make_config('cpu', 'bfs', 'baseline', 0, str(tmp_path), {})
+  saved = dict(base.to_json(), relic_temperature=0.1, augmentations=2)
+  assert config_conflicts(saved, base) == []
+  relic = sw.make_config('cpu', 'bfs', 'hint_relic', 0, str(tmp_path), {})
+  assert config_conflicts(dict(relic.to_json(), method='hint_relic', relic_temperature=0.1),
+                          relic) == [f'relic_temperature: saved 0.1, now {relic.relic_temperature!r}']
+
+
+def test_finished_run_given_more_steps_is_extended_and_then_skipped(tmp_path):
+  out = str(tmp_path / 'grid')
+  overrides = dict(TINY, cache_dir=str(tmp_path / 'cache'), log_every=1)
+  sw.sweep('cpu', ['bfs'], ['baseline'], 1, out, overrides=overrides, progress=False)
+  run = sw.run_dir(out, 'bfs', 'baseline', 0)
+  longer = dict(overrides, steps=3)
+  done = dict(sw.sweep('cpu', ['bfs'], ['baseline'], 1, out, overrides=longer, progress=False))
+  assert done[run].startswith('done')
+  with open(os.path.join(run, 'results.json')) as f:
+    assert json.load(f)['steps'] == 3
+  with open(os.path.join(run, 'metrics.jsonl')) as f:
+    steps = [json.loads(x)['step'] for x in f if '"train"' in x]
+  assert steps == [1, 2, 3]                     # resumed from step 2, nothing repeated
+  again = dict(sw.sweep('cpu', ['bfs'], ['baseline'], 1, out, overrides=longer, progress=False))
+  assert again[run] == 'already finished'
+
+
+def test_cpu_protocol_gives_long_trajectory_algorithms_more_steps(tmp_path):
+  assert sw.make_config('cpu', 'bfs', 'baseline', 0, str(tmp_path), {}).steps == 500
+  dfs = sw.make_config('cpu', 'dfs', 'baseline', 0, str(tmp_path), {})
+  assert (dfs.steps, dfs.eval_every) == (2000, 250)
+  assert sw.make_config('cpu', 'dfs', 'baseline', 0, str(tmp_path), {'steps': 7}).steps == 7
 
 
 def test_vary_runs_every_value_as_its_own_report_column(tmp_path):
