@@ -155,3 +155,20 @@ def test_sweeps_into_one_directory_add_to_its_grid(tmp_path):
   assert grid['methods'] == ['baseline', 'hint_relic', 'twins_only'] and grid['seeds'] == 3
   with open(os.path.join(out, 'sweep.json')) as f:
     assert json.load(f) == grid
+
+
+def test_report_names_the_column_with_the_highest_validation_not_test_score(tmp_path):
+  out = tmp_path / 'g'
+  for label, val, test in (('hint_relic@relic_temperature=0.1', 0.95, 0.7),
+                           ('hint_relic@relic_temperature=0.5', 0.97, 0.4)):
+    for seed in (0, 1):
+      d = out / 'insertion_sort' / label / f'seed{seed}'
+      d.mkdir(parents=True)
+      json.dump({'algorithm': 'insertion_sort', 'method': 'hint_relic', 'seed': seed,
+                 'test_score': test, 'best_val': {'score': val - 0.01 * seed, 'step': 5}},
+                open(d / 'results.json', 'w'))
+  text = sw.report(str(out), plots=False)
+  row = next(line for line in text.splitlines()
+             if line.startswith('| insertion_sort |') and 'val' not in line and '+-' in line
+             and line.rstrip().endswith('| hint_relic@relic_temperature=0.5 |'))
+  assert '96.5 +- 0.7' in row and '94.5 +- 0.7' in row
