@@ -187,12 +187,15 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
       continue
     cfg = make_config(protocol, a, m, s, out, overrides or {}, v)
     saved_config = os.path.join(cfg.out, 'config.json')
-    if os.path.exists(saved_config):
-      differ = config_conflicts(load_config_file(saved_config), cfg)
-      if differ:
-        conflicts.append(f"{cfg.out} ({'; '.join(differ)})")
-        continue
-    if finished_steps(cfg.out) >= cfg.steps:
+    done_steps = finished_steps(cfg.out)
+    differ = (config_conflicts(load_config_file(saved_config), cfg)
+              if os.path.exists(saved_config) else [])
+    if done_steps > cfg.steps:         # a longer run is not this grid's run either
+      differ.append(f'steps: finished with {done_steps}, now {cfg.steps}')
+    if differ:
+      conflicts.append(f"{cfg.out} ({'; '.join(differ)})")
+      continue
+    if done_steps == cfg.steps:
       report.append((cfg.out, 'already finished'))
       continue
     todo.append(cfg)        # new, unfinished, or finished with fewer steps (extended)

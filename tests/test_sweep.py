@@ -112,6 +112,8 @@ def test_finished_run_given_more_steps_is_extended_and_then_skipped(tmp_path):
   assert steps == [1, 2, 3]                     # resumed from step 2, nothing repeated
   again = dict(sw.sweep('cpu', ['bfs'], ['baseline'], 1, out, overrides=longer, progress=False))
   assert again[run] == 'already finished'
+  with pytest.raises(ConfigError, match='steps: finished with 3, now 2'):
+    sw.sweep('cpu', ['bfs'], ['baseline'], 1, out, overrides=overrides, progress=False)
 
 
 def test_cpu_protocol_gives_long_trajectory_algorithms_more_steps(tmp_path):
