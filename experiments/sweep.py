@@ -6,9 +6,10 @@
 
 One run directory per (algorithm, method, seed): `<out>/<algorithm>/<method>/seed<k>`.
 A finished run (its `results.json` exists) is skipped; an unfinished one resumes from
-its newest intact checkpoint, and so does a finished one the protocol now gives more steps.
-A directory holding a run of other settings stops the sweep before anything runs. `--shard i/N` takes every N-th run starting at i, so a
-job array splits a grid across machines without coordination (see `slurm_array.sh`).
+its newest intact checkpoint, and so does a finished one that the sweep now gives more
+steps. A directory holding a run of other settings stops the sweep before anything
+runs. `--shard i/N` takes every N-th run starting at i, so a job array splits a grid
+across machines without coordination (see `slurm_array.sh`).
 """
 
 from __future__ import annotations
