@@ -42,6 +42,14 @@ def test_incomplete_grid_is_reported_as_such(tmp_path):
   json.dump({'seeds': 3}, open(out / 'sweep.json', 'w'))
   text = sw.report(str(out), plots=False)
   assert '*incomplete*' in text and 'n/a' in text
+  for seed in range(3):
+    d = out / 'dfs' / 'baseline' / f'seed{seed}'
+    d.mkdir(parents=True)
+    json.dump({'algorithm': 'dfs', 'method': 'baseline', 'seed': seed, 'test_score': 0.2},
+              open(d / 'results.json', 'w'))
+  family = next(line for line in sw.report(str(out), plots=False).splitlines()
+                if line.startswith('| graphs |'))
+  assert '| 20.00 (1/12: dfs) |' in family       # bfs (1 of 3 seeds) left out, and named
 
 
 def test_bad_shard_and_protocol():
