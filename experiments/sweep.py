@@ -22,7 +22,7 @@ import sys
 from typing import Optional
 
 from nar.config import ConfigError, METHODS, TrainConfig
-from nar.sample import CLRS30_ALGORITHMS, FAMILIES
+from nar.catalogue import CLRS30_ALGORITHMS, FAMILIES
 
 # Named protocols: overrides of TrainConfig.
 PROTOCOLS = {

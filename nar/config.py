@@ -7,8 +7,7 @@ import json
 import os
 from typing import Optional
 
-from nar.processors import PROCESSOR_KINDS
-from nar.sample import CLRS30_ALGORITHMS
+from nar.catalogue import CLRS30_ALGORITHMS, PROCESSOR_KINDS
 
 # twins_only / contrast_no_kl: Hint-ReLIC ablations (see nar.hint_relic.ABLATIONS).
 METHODS = ('baseline', 'hint_relic', 'twins_only', 'contrast_no_kl')

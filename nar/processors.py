@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from nar import clrs_import  # noqa: F401  (quiet TensorFlow first)
 from clrs._src import processors as clrs_processors
 
+from nar import catalogue
 from nar.layers import Affine, Dense, LayerNorm, LayerNormParams, MLP, matmul, mlp_apply
 
 BIG = 1e9
@@ -34,10 +35,7 @@ FAST_KINDS = {
     'triplet_mpnn': (True, False),
     'triplet_gmpnn': (True, True),
 }
-PROCESSOR_KINDS = (
-    'deepsets', 'gat', 'gat_full', 'gatv2', 'gatv2_full', 'memnet_full', 'memnet_masked',
-    'mpnn', 'pgn', 'pgn_mask', 'triplet_mpnn', 'triplet_pgn', 'triplet_pgn_mask',
-    'gpgn', 'gpgn_mask', 'gmpnn', 'triplet_gpgn', 'triplet_gpgn_mask', 'triplet_gmpnn')
+PROCESSOR_KINDS = catalogue.PROCESSOR_KINDS
 
 
 class FoldedEdges:

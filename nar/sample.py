@@ -18,23 +18,11 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from nar import clrs_import  # noqa: F401  (quiet TensorFlow before dm-clrs loads it)
+from nar.catalogue import CLRS30_ALGORITHMS, FAMILIES  # noqa: F401  (re-exported)
 from clrs._src import algorithms as clrs_algorithms
 from clrs._src import probing
 from clrs._src import samplers as clrs_samplers
 from clrs._src import specs as clrs_specs
-
-# The 30 algorithms of CLRS-30 (dm-clrs also has bipartite_matching and
-# find_maximum_subarray, which are not part of the benchmark).
-CLRS30_ALGORITHMS: tuple[str, ...] = (
-    'activity_selector', 'articulation_points', 'bellman_ford', 'bfs',
-    'binary_search', 'bridges', 'bubble_sort', 'dag_shortest_paths', 'dfs',
-    'dijkstra', 'find_maximum_subarray_kadane', 'floyd_warshall', 'graham_scan',
-    'heapsort', 'insertion_sort', 'jarvis_march', 'kmp_matcher', 'lcs_length',
-    'matrix_chain_order', 'minimum', 'mst_kruskal', 'mst_prim',
-    'naive_string_matcher', 'optimal_bst', 'quickselect', 'quicksort',
-    'segments_intersect', 'strongly_connected_components', 'task_scheduling',
-    'topological_sort',
-)
 
 # dm-clrs examples/run.py: algorithms whose `pred_h` hint never changes.
 PRED_AS_INPUT_ALGORITHMS: frozenset[str] = frozenset({
@@ -48,22 +36,6 @@ STRING_MATCHERS: frozenset[str] = frozenset({'naive_string_matcher', 'kmp_matche
 # Lower edge probability for these, else trajectories get very long (run.py).
 HALF_P_ALGORITHMS: frozenset[str] = frozenset(
     {'articulation_points', 'bridges', 'mst_kruskal', 'bipartite_matching'})
-
-# CLRS families, as in the CLRS-30 paper's tables.
-FAMILIES: Mapping[str, tuple[str, ...]] = {
-    'sorting': ('bubble_sort', 'heapsort', 'insertion_sort', 'quicksort'),
-    'searching': ('binary_search', 'minimum', 'quickselect'),
-    'divide_and_conquer': ('find_maximum_subarray_kadane',),
-    'greedy': ('activity_selector', 'task_scheduling'),
-    'dynamic_programming': ('lcs_length', 'matrix_chain_order', 'optimal_bst'),
-    'graphs': ('articulation_points', 'bellman_ford', 'bfs', 'bridges',
-               'dag_shortest_paths', 'dfs', 'dijkstra', 'floyd_warshall',
-               'mst_kruskal', 'mst_prim', 'strongly_connected_components',
-               'topological_sort'),
-    'strings': ('kmp_matcher', 'naive_string_matcher'),
-    'geometry': ('graham_scan', 'jarvis_march', 'segments_intersect'),
-}
-
 
 class UnknownAlgorithmError(ValueError):
   """An algorithm name that is not one of CLRS-30."""
