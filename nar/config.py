@@ -128,7 +128,6 @@ class TrainConfig:
 RESUMABLE_DIFFERENCES = {'steps', 'out', 'cache_dir', 'prefetch', 'log_every'}
 
 
-
 def hint_relic_setting(key: str) -> bool:
   """Settings the baseline ignores (see the TrainConfig fields)."""
   return key.startswith('relic_') or key == 'augmentations'

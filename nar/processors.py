@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from nar import clrs_import  # noqa: F401  (quiet TensorFlow first)
 from clrs._src import processors as clrs_processors
 
-from nar import catalogue
+from nar.catalogue import PROCESSOR_KINDS  # noqa: F401  (re-exported)
 from nar.layers import Affine, Dense, LayerNorm, LayerNormParams, MLP, matmul, mlp_apply
 
 BIG = 1e9
@@ -35,7 +35,6 @@ FAST_KINDS = {
     'triplet_mpnn': (True, False),
     'triplet_gmpnn': (True, True),
 }
-PROCESSOR_KINDS = catalogue.PROCESSOR_KINDS
 
 
 class FoldedEdges:

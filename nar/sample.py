@@ -37,6 +37,7 @@ STRING_MATCHERS: frozenset[str] = frozenset({'naive_string_matcher', 'kmp_matche
 HALF_P_ALGORITHMS: frozenset[str] = frozenset(
     {'articulation_points', 'bridges', 'mst_kruskal', 'bipartite_matching'})
 
+
 class UnknownAlgorithmError(ValueError):
   """An algorithm name that is not one of CLRS-30."""
 
