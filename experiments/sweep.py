@@ -328,10 +328,15 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
     lines.append(f'| {a} | ' + ' | '.join(cells) + ' |')
   # Per family: mean over algorithms whose cells are complete. A partial mean names
   # its algorithms: means over different sets are not comparable.
+  others = [m for m in methods if m != 'baseline'] if 'baseline' in methods else []
+  family_head = '| family | ' + ' | '.join(methods) + ' | Triplet-GMPNN |'
+  if others:
+    family_head += ' ' + ' | '.join(f'{m} - baseline' for m in others) + ' |'
   lines += ['', 'Per CLRS family: mean over the algorithms each cell names (complete cells '
-            'only); Triplet-GMPNN over the whole family.', '',
-            '| family | ' + ' | '.join(methods) + ' | Triplet-GMPNN |',
-            '|' + '---|' * (len(methods) + 2)]
+            'only); Triplet-GMPNN over the whole family.'
+            + (' A difference column compares a method with the baseline over the algorithms '
+               'both have complete, so the two means are over the same set.' if others else ''),
+            '', family_head, '|' + '---|' * (family_head.count('|') - 1)]
   for fam, members in FAMILIES.items():
     present = [a for a in members if a in algos]
     if not present:
@@ -344,7 +349,21 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
       cells.append(f'{sum(vals) / len(vals):.2f} ({len(used)}/{len(members)}: {which})'
                    if vals else 'n/a')
     ref = sum(TRIPLET_GMPNN[a] for a in members) / len(members)
-    lines.append(f'| {fam} | ' + ' | '.join(cells) + f' | {ref:.2f} |')
+    line = f'| {fam} | ' + ' | '.join(cells) + f' | {ref:.2f} |'
+    if others:
+      diffs = []
+      for m in others:
+        shared = [a for a in present if complete.get((a, m), False)
+                  and complete.get((a, 'baseline'), False)]
+        if not shared:
+          diffs.append('n/a')
+          continue
+        d = [_mean_std(by[(a, m)])[0] - _mean_std(by[(a, 'baseline')])[0] for a in shared]
+        ahead = sum(x > 0 for x in d)
+        diffs.append(f'{sum(d) / len(d):+.2f} (ahead on {ahead}/{len(shared)}: '
+                     f'{", ".join(shared)})')
+      line += ' ' + ' | '.join(diffs) + ' |'
+    lines.append(line)
   text = '\n'.join(lines) + '\n'
   if plots:
     text += _plots(root, rows, methods, algos, by)

@@ -182,3 +182,19 @@ def test_report_names_the_column_with_the_highest_validation_not_test_score(tmp_
              if line.startswith('| insertion_sort |') and 'val' not in line and '+-' in line
              and line.rstrip().endswith('| hint_relic@relic_temperature=0.5 |'))
   assert '96.5 +- 0.7' in row and '94.5 +- 0.7' in row
+
+
+def test_family_difference_is_over_the_algorithms_both_methods_have(tmp_path):
+  out = tmp_path / 'g'
+  scores = {('bfs', 'baseline'): 0.9, ('dfs', 'baseline'): 0.1, ('bfs', 'hint_relic'): 0.8}
+  for (algorithm, method), score in scores.items():
+    d = out / algorithm / method / 'seed0'
+    d.mkdir(parents=True)
+    json.dump({'algorithm': algorithm, 'method': method, 'seed': 0, 'test_score': score},
+              open(d / 'results.json', 'w'))
+  family = next(line for line in sw.report(str(out), plots=False).splitlines()
+                if line.startswith('| graphs |'))
+  # The raw family means (50 vs 80) would read as Hint-ReLIC ahead; over the one
+  # algorithm both have, it is 10 points behind.
+  assert '| 50.00 (2/12: bfs, dfs) | 80.00 (1/12: bfs) |' in family
+  assert family.rstrip().endswith('| -10.00 (ahead on 0/1: bfs) |')
