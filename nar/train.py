@@ -296,11 +296,20 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
   opt_state = optimizer.init(params)
   state = {'params': params, 'opt_state': opt_state}
   start_step, best = 0, {'score': -math.inf, 'step': -1}
+  # Seconds spent so far, carried through checkpoints: a run resumed after a kill
+  # reports what it cost in all its processes (up to the checkpoint each resumed
+  # from), not only in the last one.
+  timings = {'compile_s': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'steps_timed': 0,
+             'processes': 1}
   if resuming:
     found = ckpt.latest_good(run.checkpoints, state, report=say)
     if found is not None:
       state, meta, path = found
       start_step, best = meta['step'], meta['best']
+      earlier = meta.get('timings') or {}     # absent in checkpoints written before
+      for key in ('compile_s', 'train_s', 'eval_s', 'steps_timed'):
+        timings[key] += earlier.get(key, 0)
+      timings['processes'] += earlier.get('processes', 0)
       say(f'[nar] resuming from {path} (step {start_step})')
   state, start_step, best_score, best_step = distributed.broadcast_from_writer(
       (jax.device_get(state), np.int64(start_step), np.float64(best['score']),
@@ -315,13 +324,12 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
   def save_state(step: int) -> Optional[str]:
     if not writer:
       return None
-    meta = {'step': step, 'best': best, 'config': config.to_json()}
+    meta = {'step': step, 'best': best, 'config': config.to_json(), 'timings': dict(timings)}
     path = ckpt.save(run.checkpoints, f'step-{step:08d}', jax.device_get(state), meta)
     ckpt.prune(run.checkpoints, config.keep_checkpoints)
     return path
 
   last_good = None
-  timings = {'compile_s': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'steps_timed': 0}
   prefetch = data_lib.Prefetcher(method.batch, start_step, depth=config.prefetch)
   bar = None
   if progress:
