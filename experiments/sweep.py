@@ -265,6 +265,9 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
     if spent:
       minutes_by.setdefault(key, []).append(spent / 60)
   by = {key: list(scores.values()) for key, scores in by_seed.items()}
+  mean = {key: _mean_std(xs)[0] for key, xs in by.items()}
+  # The methods compared with the baseline (difference columns), if there is one.
+  others = [m for m in methods if m != 'baseline'] if 'baseline' in methods else []
   lines = [f'# Results under `{root}`', '',
            'OOD test score (micro-F1 family, `clrs.evaluate`) in %, mean +- std over seeds '
            '(count in brackets). Triplet-GMPNN: Ibarz et al. 2022, 10 seeds, 10,000 steps. '
@@ -273,12 +276,12 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
            + ' Differences are paired by seed (over the seeds both methods have): mean +- std '
            'of the per-seed differences, and on how many seeds the method is ahead.', '']
   head = '| algorithm | ' + ' | '.join(methods) + ' | Triplet-GMPNN |'
-  if 'baseline' in methods and len(methods) > 1:
-    head += ' ' + ' | '.join(f'{m} - baseline' for m in methods if m != 'baseline') + ' |'
+  if others:
+    head += ' ' + ' | '.join(f'{m} - baseline' for m in others) + ' |'
   lines += [head, '|' + '---|' * (head.count('|') - 1)]
   complete = {}
   for a in algos:
-    cells, means = [], {}
+    cells = []
     for m in methods:
       xs = by.get((a, m), [])
       if not xs:
@@ -287,14 +290,11 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
       mu, sd = _mean_std(xs)
       ok = expected_seeds is None or len(xs) >= expected_seeds
       complete[(a, m)] = ok
-      means[m] = mu
       cells.append(f'{mu:.2f} +- {sd:.2f} ({len(xs)})' + ('' if ok else ' *incomplete*'))
     line = f'| {a} | ' + ' | '.join(cells) + f" | {TRIPLET_GMPNN.get(a, float('nan')):.2f} |"
-    if 'baseline' in methods and len(methods) > 1:
+    if others:
       diffs = []
-      for m in methods:
-        if m == 'baseline':
-          continue
+      for m in others:
         # Paired over the seeds both methods have (a seed is the same data stream
         # and initialisation for both), with the number of seeds m is ahead.
         mine, base = by_seed.get((a, m), {}), by_seed.get((a, 'baseline'), {})
@@ -328,7 +328,6 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
     lines.append(f'| {a} | ' + ' | '.join(cells) + ' |')
   # Per family: mean over algorithms whose cells are complete. A partial mean names
   # its algorithms: means over different sets are not comparable.
-  others = [m for m in methods if m != 'baseline'] if 'baseline' in methods else []
   family_head = '| family | ' + ' | '.join(methods) + ' | Triplet-GMPNN |'
   if others:
     family_head += ' ' + ' | '.join(f'{m} - baseline' for m in others) + ' |'
@@ -344,7 +343,7 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
     cells = []
     for m in methods:
       used = [a for a in present if (a, m) in by and complete.get((a, m), False)]
-      vals = [_mean_std(by[(a, m)])[0] for a in used]
+      vals = [mean[(a, m)] for a in used]
       which = 'all' if len(used) == len(members) else ', '.join(used)
       cells.append(f'{sum(vals) / len(vals):.2f} ({len(used)}/{len(members)}: {which})'
                    if vals else 'n/a')
@@ -358,7 +357,7 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
         if not shared:
           diffs.append('n/a')
           continue
-        d = [_mean_std(by[(a, m)])[0] - _mean_std(by[(a, 'baseline')])[0] for a in shared]
+        d = [mean[(a, m)] - mean[(a, 'baseline')] for a in shared]
         ahead = sum(x > 0 for x in d)
         diffs.append(f'{sum(d) / len(d):+.2f} (ahead on {ahead}/{len(shared)}: '
                      f'{", ".join(shared)})')
