@@ -12,6 +12,14 @@ from nar.catalogue import CLRS30_ALGORITHMS, PROCESSOR_KINDS
 # twins_only / contrast_no_kl: Hint-ReLIC ablations (see nar.hint_relic.ABLATIONS).
 METHODS = ('baseline', 'hint_relic', 'twins_only', 'contrast_no_kl')
 PRECISIONS = ('float32', 'bfloat16')
+# How Hint-ReLIC computes the twin side (see nar.hint_relic): 'step', one
+# processor step per valid pair from the original's latent; 'rollout', the
+# twin's whole trajectory through the network.
+RELIC_TWIN_MODES = ('step', 'rollout')
+
+# Settings added after runs were saved whose value in those runs was not today's
+# default: an old config.json without the key is read with this value.
+LEGACY_VALUES = {'relic_twin': 'rollout'}
 
 
 class ConfigError(ValueError):
@@ -54,6 +62,7 @@ class TrainConfig:
   relic_hints: str = 'all'        # comma-separated hint names to regularise, or 'all'
   augmentations: int = 1          # twins per sample
   relic_pairs: int = 4            # valid step pairs per twin used by the contrast
+  relic_twin: str = 'rollout'     # 'step' | 'rollout': how the twin side is computed
 
   def validate(self) -> 'TrainConfig':
     if self.algorithm not in CLRS30_ALGORITHMS:
@@ -88,6 +97,9 @@ class TrainConfig:
     for name in ('relic_contrast',):
       if not isinstance(getattr(self, name), bool):
         raise ConfigError(f'{name} must be true or false, got {getattr(self, name)!r}')
+    if self.relic_twin not in RELIC_TWIN_MODES:
+      raise ConfigError(f"unknown relic_twin {self.relic_twin!r}; choose one of: "
+                        f"{', '.join(RELIC_TWIN_MODES)}")
     if self.precision not in PRECISIONS:
       raise ConfigError(f"unknown precision {self.precision!r}; choose one of: "
                         f"{', '.join(PRECISIONS)}")
@@ -118,10 +130,17 @@ class TrainConfig:
     unknown = sorted(set(d) - set(known))
     if unknown:
       raise ConfigError(f'unknown configuration keys: {", ".join(unknown)}')
-    d = dict(d)
+    d = migrate(d)
     if 'train_sizes' in d:
       d['train_sizes'] = tuple(d['train_sizes'])
     return cls(**d).validate()
+
+
+def migrate(saved: dict) -> dict:
+  """A saved configuration in today's schema: keys added since get the value
+  the saved run had (LEGACY_VALUES), the rest of a missing key's meaning is its
+  default."""
+  return {**{k: v for k, v in LEGACY_VALUES.items() if k not in saved}, **saved}
 
 
 # Settings that may differ between a run and its resumption (the rest must match).
@@ -135,9 +154,11 @@ def hint_relic_setting(key: str) -> bool:
 
 def config_conflicts(saved: dict, new: 'TrainConfig') -> list[str]:
   current = new.to_json()
-  # A setting added after the run was saved had its default value then.
+  # A setting added after the run was saved had its default value then (or, for
+  # the LEGACY_VALUES keys, the value it had before the setting existed).
   defaults = TrainConfig().to_json()
-  saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+  saved = migrate({**{k: v for k, v in defaults.items()
+                      if k not in saved and k not in LEGACY_VALUES}, **saved})
   # A baseline run is the same run whatever Hint-ReLIC's settings (or their defaults) say.
   both_baseline = saved.get('method') == current['method'] == 'baseline'
   return [f'{k}: saved {saved.get(k)!r}, now {current.get(k)!r}'
