@@ -24,7 +24,6 @@ pass.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import NamedTuple, Optional
 
@@ -38,6 +37,7 @@ from nar.batching import Batch
 from nar.config import TrainConfig
 from nar.layers import mlp_apply
 from nar.losses import supervised_loss
+from nar.model import dense_data, make_step_net, nb_dims_of, net_config_of
 from nar.processors import BIG
 
 from clrs._src import specs as clrs_specs
@@ -165,24 +165,59 @@ def contrast_terms(za: jax.Array, zb: jax.Array, anchor_a: jax.Array, anchor_b: 
   return ce_ab, ce_ba, kl
 
 
-def relic_loss(spec: dict, out_x, out_y, batch_x: Batch, batch_y: Batch, pairs: PairData,
-               critics, num_augmentations: int, temperature: float):
-  """(contrast, kl) averaged over valid (pair, node) anchors; padding and
-  invalid pairs contribute nothing. out_x/out_y: `NetOutput`s with representations."""
-  pair_critic, node_critic = critics
+class TwinReps(NamedTuple):
+  """Both sides' representations at the selected pairs, per twin k and pair slot m.
+
+  node_x `[BK, M, N, D]`, node_y `[BK, M, N', D]` node embeddings (or None);
+  pair_x / pair_y: pointer hint -> `[BK, M, N, N, H]` / `[BK, M, N', N', H]`
+  pair features; mask_y `[BK, N']` the twins' real nodes."""
+  node_x: Optional[jax.Array]
+  node_y: Optional[jax.Array]
+  pair_x: dict
+  pair_y: dict
+  mask_y: jax.Array
+
+
+def rollout_reps(out_x, out_y, batch_y: Batch, pairs: PairData,
+                 num_augmentations: int) -> TwinReps:
+  """The representations of both rollouts at each pair's steps (t on x, t' on x')."""
   bk = pairs.t.shape[0]
   b_of = jnp.arange(bk) // num_augmentations
   rows = jnp.arange(bk)[:, None]
+  node_x = node_y = None
+  if out_x.node_reps is not None:
+    node_x = out_x.node_reps[pairs.t, b_of[:, None]]
+    node_y = out_y.node_reps[pairs.t_twin, rows]
+  pair_x = {h: r[pairs.t, b_of[:, None]] for h, r in (out_x.pair_reps or {}).items()}
+  pair_y = {h: r[pairs.t_twin, rows] for h, r in (out_y.pair_reps or {}).items()}
+  return TwinReps(node_x, node_y, pair_x, pair_y, batch_y.node_mask)
+
+
+def relic_loss(spec: dict, out_x, out_y, batch_x: Batch, batch_y: Batch, pairs: PairData,
+               critics, num_augmentations: int, temperature: float):
+  """(contrast, kl, anchor weight) of the rollouts `out_x`, `out_y` (`NetOutput`s
+  with representations) at the selected pairs; see `pair_contrast`."""
+  return pair_contrast(rollout_reps(out_x, out_y, batch_y, pairs, num_augmentations),
+                       batch_x, pairs, critics, num_augmentations, temperature)
+
+
+def pair_contrast(reps: TwinReps, batch_x: Batch, pairs: PairData, critics,
+                  num_augmentations: int, temperature: float):
+  """(contrast, kl) averaged over valid (pair, node) anchors, and the anchors'
+  total weight; padding and invalid pairs contribute nothing."""
+  pair_critic, node_critic = critics
+  bk = pairs.t.shape[0]
+  b_of = jnp.arange(bk) // num_augmentations
   n = batch_x.num_nodes
   mask_x = batch_x.node_mask[b_of][:, None, :] > 0.5                     # [BK, 1, N]
-  mask_y = batch_y.node_mask[:, None, :] > 0.5                           # [BK, 1, N']
+  mask_y = reps.mask_y[:, None, :] > 0.5                                 # [BK, 1, N']
   nmap = jnp.broadcast_to(pairs.node_map[:, None, :], pairs.t.shape + (n,))  # [BK, M, N]
   total_ce, total_kl, total_w = 0.0, 0.0, 0.0
 
   # Node-level state.
-  if out_x.node_reps is not None:
-    zx = _embed(node_critic, out_x.node_reps[pairs.t, b_of[:, None]])   # [BK, M, N, D]
-    zy = _embed(node_critic, out_y.node_reps[pairs.t_twin, rows])      # [BK, M, N', D]
+  if reps.node_x is not None:
+    zx = _embed(node_critic, reps.node_x)                               # [BK, M, N, D]
+    zy = _embed(node_critic, reps.node_y)                               # [BK, M, N', D]
     anchor_y = jnp.take_along_axis(zy, nmap[..., None], 2)            # z_y(m(i))
     ce_xy, ce_yx, kl = contrast_terms(
         zx[..., None, :, :], zy[..., None, :, :], zx, anchor_y,
@@ -197,9 +232,8 @@ def relic_loss(spec: dict, out_x, out_y, batch_x: Batch, batch_y: Batch, pairs: 
 
   # Pointer hints.
   for h, valid in pairs.pointer_valid.items():
-    rx = out_x.pair_reps[h][pairs.t, b_of[:, None]]                     # [BK, M, N, N, H]
-    ry = out_y.pair_reps[h][pairs.t_twin, rows]                         # [BK, M, N', N', H]
-    ry = jnp.take_along_axis(ry, nmap[..., None, None], 2)             # rows m(i): [.., N, N', H]
+    rx = reps.pair_x[h]                                                 # [BK, M, N, N, H]
+    ry = jnp.take_along_axis(reps.pair_y[h], nmap[..., None, None], 2)  # rows m(i): [.., N, N', H]
     zx, zy = _embed(pair_critic, rx), _embed(pair_critic, ry)
     target = batch_x.hints[h][pairs.t + 1, b_of[:, None]]              # [BK, M, N] (x indices)
     target_y = jnp.take_along_axis(nmap, target, -1)                  # m(j)
@@ -216,6 +250,56 @@ def relic_loss(spec: dict, out_x, out_y, batch_x: Batch, batch_y: Batch, pairs: 
     total_w += jnp.sum(w)
   denom = jnp.maximum(total_w, 1.0)
   return total_ce / denom, total_kl / denom, total_w
+
+
+class TwinSteps(NamedTuple):
+  """What the one-step twin side needs of the twins, per twin k and pair slot m:
+  inputs name -> `[BK, N', ...]`; hints name -> `[BK, M, N', ...]` the twin's
+  true hints at step t' of each pair (pointers as indices); node_mask `[BK, N']`."""
+  inputs: dict
+  hints: dict
+  node_mask: np.ndarray
+
+
+def twin_steps(batch_y: Batch, pairs: PairData) -> TwinSteps:
+  """Host side: the twins' hints at the selected steps t' (a padded pair slot
+  reads step 0; its weight is 0)."""
+  rows = np.arange(pairs.t_twin.shape[0])[:, None]
+  return TwinSteps(batch_y.inputs, {k: v[pairs.t_twin, rows] for k, v in batch_y.hints.items()},
+                   batch_y.node_mask)
+
+
+def one_step_reps(step_net: hk.Transformed, spec: dict, params, rng, batch_x: Batch,
+                  latents: jax.Array, twins: TwinSteps, pairs: PairData,
+                  num_augmentations: int) -> TwinReps:
+  """Both sides of each pair from ONE processor step each, from the same state.
+
+  Original: its inputs, its true hints of step t, the rollout's latent entering
+  step t (`latents`, `[S, B, N, H]`). Twin: its inputs, its true hints of step
+  t', and the same latent on its original nodes (through the node map), added
+  nodes starting from zero as every node does at step 0. The two steps differ
+  only by the added nodes and their edges (and the hints there)."""
+  bk, m = pairs.t.shape
+  r = bk * m
+  b_of = jnp.arange(bk) // num_augmentations
+  n, n_y = batch_x.num_nodes, twins.node_mask.shape[1]
+  per_pair = lambda x: jnp.repeat(x, m, axis=0)                    # noqa: E731  [BK] -> [BK*M]
+  flat = lambda x: x.reshape((r,) + x.shape[2:])                   # noqa: E731  [BK, M] -> [BK*M]
+  mask_x = per_pair(batch_x.node_mask[b_of])                                 # [R, N]
+  latent_x = flat(latents[pairs.t, b_of[:, None]])                           # [R, N, H]
+  hints_x = {k: flat(v[pairs.t, b_of[:, None]]) for k, v in batch_x.hints.items()}
+  step_x = step_net.apply(params, rng, {k: per_pair(v[b_of]) for k, v in batch_x.inputs.items()},
+                          dense_data(spec, hints_x, n), latent_x, mask_x, is_training=True)
+  nmap = per_pair(pairs.node_map)                                            # [R, N]
+  latent_y = jnp.zeros((r, n_y, latent_x.shape[-1]), latent_x.dtype).at[
+      jnp.arange(r)[:, None], nmap].add(latent_x * mask_x[..., None])  # padding adds zeros
+  step_y = step_net.apply(params, rng, {k: per_pair(v) for k, v in twins.inputs.items()},
+                          dense_data(spec, {k: flat(v) for k, v in twins.hints.items()}, n_y),
+                          latent_y, per_pair(twins.node_mask), is_training=True)
+  unflat = lambda x: x.reshape((bk, m) + x.shape[1:])              # noqa: E731
+  return TwinReps(unflat(step_x.node_reps), unflat(step_y.node_reps),
+                  {h: unflat(v) for h, v in step_x.pair_reps.items()},
+                  {h: unflat(v) for h, v in step_y.pair_reps.items()}, twins.node_mask)
 
 
 class HintReLIC:
@@ -242,10 +326,12 @@ class HintReLIC:
 
   # ---- host side
   def make_item(self, samples, step: int, size: Optional[int] = None):
-    """(originals, twins, pairs): two padded batches, each to its own shape (twins
-    may have added nodes; padding the originals to the twins' size would cost
-    (N'/N)^3 in the triplet processor), and the selected pairs. `size`: the
-    training size, to pad to the planned shapes (see `data.PaddingPlan`)."""
+    """Rollout twins: (originals, twins, pairs), two padded batches, each to its
+    own shape (twins may have added nodes; padding the originals to the twins'
+    size would cost (N'/N)^3 in the triplet processor), and the selected pairs.
+    One-step twins: (originals, `TwinSteps`, pairs), plus the twin batch when
+    the twins are supervised (relic_beta > 0). `size`: the training size, to pad
+    to the planned shapes (see `data.PaddingPlan`)."""
     cfg = self.config
     rng = np.random.default_rng([cfg.seed, step, 0xA06])
     twins = []
@@ -256,7 +342,10 @@ class HintReLIC:
     batch_y = self.twin_plan.pad([a.twin for a in twins], self.spec, size)
     pairs = select_pairs(twins, batch_x.num_nodes, cfg.relic_pairs,
                          self.pointer_hints, self.other_hints, rng)
-    return batch_x, batch_y, pairs
+    if cfg.relic_twin == 'rollout':
+      return batch_x, batch_y, pairs
+    steps = twin_steps(batch_y, pairs)
+    return (batch_x, steps, pairs) + ((batch_y,) if cfg.relic_beta > 0 else ())
 
   def batch(self, step: int):
     samples = data_lib.make_train_samples(self.config.algorithm, self.config.seed, step,
@@ -268,13 +357,16 @@ class HintReLIC:
     return self.stream.batch(0)
 
   def place(self, item, placement):
-    batch_x, batch_y, pairs = item
-    return placement.batch(batch_x), placement.batch(batch_y), placement.shard(pairs)
+    batch_x, twins, pairs = item[:3]
+    placed_twins = (placement.batch(twins) if isinstance(twins, Batch)
+                    else placement.shard(twins))
+    return (placement.batch(batch_x), placed_twins, placement.shard(pairs)) + tuple(
+        placement.batch(b) for b in item[3:])
 
   # ---- device side
   def _critic(self) -> hk.Transformed:
-    """The critic MLPs g, sized for pair features (3 * hidden) and node
-    embeddings (hidden)."""
+    """The critic MLPs g, sized for pair features (hidden) and node embeddings
+    (3 * hidden)."""
     cfg = self.config
     return hk.transform(lambda: Critics(cfg.relic_critic_hidden,
                                         cfg.relic_critic_hidden // 2)(cfg.hidden,
@@ -285,34 +377,51 @@ class HintReLIC:
                       is_training=True)
     return {**params, **self._critic().init(jax.random.fold_in(key, 1))}
 
+  def _step_net(self) -> hk.Transformed:
+    example = self.example_batch()
+    return make_step_net(self.spec, nb_dims_of(example.inputs, example.hints, example.outputs),
+                         net_config_of(self.config))
+
   def loss_fn(self, net):
     cfg, spec = self.config, self.spec
     critic = self._critic()
-    need_reps = cfg.relic_contrast and cfg.relic_lambda > 0
+    contrast = cfg.relic_contrast and cfg.relic_lambda > 0
+    one_step = cfg.relic_twin == 'step'
+    step_net = self._step_net() if one_step and contrast else None
 
-    def forward(params, rng, batch: Batch):
+    def forward(params, rng, batch: Batch, reps: bool = False, latents: bool = False):
       return net.apply(params, rng, batch.inputs, batch.hints, batch.lengths,
-                       batch.node_mask, is_training=True, return_representations=need_reps)
+                       batch.node_mask, is_training=True, return_representations=reps,
+                       return_latents=latents)
 
-    def loss(params, rng, batch_x: Batch, batch_y: Batch, pairs: PairData):
+    def loss(params, rng, batch_x: Batch, twins, pairs: PairData, batch_y: Optional[Batch] = None):
+      """twins: the twin `Batch` (rollout) or `TwinSteps` (one step); batch_y:
+      the twin batch to supervise in one-step mode (relic_beta > 0)."""
       net_params = {k: v for k, v in params.items() if not k.startswith('relic_critic')}
-      out_x, out_y = forward(net_params, rng, batch_x), forward(net_params, rng, batch_y)
+      if not one_step:
+        batch_y = twins
+      out_x = forward(net_params, rng, batch_x, reps=contrast and not one_step,
+                      latents=contrast and one_step)
       sup_x, terms = supervised_loss(spec, out_x, batch_x)
-      sup_y, _ = supervised_loss(spec, out_y, batch_y)
-      total = sup_x + cfg.relic_beta * sup_y
-      terms = {**terms, 'sup_x': sup_x, 'sup_twin': sup_y}
-      if need_reps:
+      total = sup_x
+      terms = {**terms, 'sup_x': sup_x}
+      out_y = None
+      if batch_y is not None:
+        out_y = forward(net_params, rng, batch_y, reps=contrast and not one_step)
+        sup_y, _ = supervised_loss(spec, out_y, batch_y)
+        total = total + cfg.relic_beta * sup_y
+        terms['sup_twin'] = sup_y
+      if contrast:
         critics = critic.apply({k: v for k, v in params.items() if k.startswith('relic_critic')},
                                None)
-        ce, kl, anchors = relic_loss(spec, out_x, out_y, batch_x, batch_y, pairs, critics,
-                                     cfg.augmentations, cfg.relic_temperature)
+        if one_step:
+          reps = one_step_reps(step_net, spec, net_params, rng, batch_x, out_x.latents, twins,
+                               pairs, cfg.augmentations)
+        else:
+          reps = rollout_reps(out_x, out_y, batch_y, pairs, cfg.augmentations)
+        ce, kl, anchors = pair_contrast(reps, batch_x, pairs, critics, cfg.augmentations,
+                                        cfg.relic_temperature)
         total = total + cfg.relic_lambda * (ce + cfg.relic_alpha * kl)
         terms.update({'relic_contrast': ce, 'relic_kl': kl, 'relic_anchors': anchors})
       return total, terms
     return loss
-
-
-def apply_ablation(config: TrainConfig, name: str) -> TrainConfig:
-  if name not in ABLATIONS:
-    raise ValueError(f"unknown ablation '{name}'; choose one of: {', '.join(ABLATIONS)}")
-  return dataclasses.replace(config, method='hint_relic', **ABLATIONS[name])

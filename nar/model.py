@@ -39,18 +39,29 @@ _Type = clrs_specs.Type
 
 SINKHORN_TEMPERATURE = 0.1
 SINKHORN_STEPS_DECODE = 10      # inside the decoder, train and eval
-SINKHORN_STEPS_HINT = 25        # soft re-prediction of permutation hints
 SINKHORN_STEPS_EVAL = 50        # extra steps when scoring outputs (dm-clrs: 10 + 50)
 
 
 class NetOutput(NamedTuple):
   """outputs: name -> logits `[B, ...]`; hints: name -> logits `[S, B, ...]` for
   steps 1..S (S = T - 1, prediction of tau_{s} from step s-1);
-  node_reps: `[S, B, N, 3H]` or None; pair_reps: pointer hint -> `[S, B, N, N, H]`."""
+  node_reps: `[S, B, N, 3H]` or None; pair_reps: pointer hint -> `[S, B, N, N, H]`;
+  latents: `[S, B, N, H]` the processor latent entering each step, or None."""
   outputs: dict
   hints: dict
   node_reps: Optional[jax.Array]
   pair_reps: Optional[dict]
+  latents: Optional[jax.Array] = None
+
+
+class StepOutput(NamedTuple):
+  """One step (`make_step_net`): hints: name -> logits `[B, ...]` of the next
+  hints; node_reps `[B, N, 3H]`; pair_reps: pointer hint -> `[B, N, N, H]`;
+  latent `[B, N, H]` entering the next step."""
+  hints: dict
+  node_reps: jax.Array
+  pair_reps: dict
+  latent: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,27 +271,20 @@ class Net(hk.Module):
         logits = _mask_candidates(pred + w[2](h_t)[..., 0], node_mask)
     return logits, (pair if pair_rep else None)
 
-  def _soft(self, name: str, logits: jax.Array, node_mask: jax.Array) -> jax.Array:
-    """dm-clrs soft postprocessing of a predicted hint, ready to be encoded."""
-    _, _, typ = self.spec[name]
-    if typ == _Type.MASK:
-      return jax.nn.sigmoid(logits)
-    if typ in (_Type.MASK_ONE, _Type.CATEGORICAL, _Type.POINTER):
-      return jax.nn.softmax(logits, axis=-1)
-    return logits  # scalar
-
   # ------------------------------------------------------------------- forward
-  def __call__(self, inputs: dict, hints: dict, lengths: jax.Array, node_mask: jax.Array, *,
-               is_training: bool, return_representations: bool = False) -> NetOutput:
+  # Modules are created in __call__'s scope (`hk.transparent`), so their names
+  # match dm-clrs's (`net/mpnn_aggr_clrs_processor/...`).
+  @hk.transparent
+  def _prepare(self, inputs: dict, node_mask: jax.Array) -> '_Context':
+    """Everything the steps of one batch share: modules (built here, in the
+    call, so their names match dm-clrs's), weights fetched once, and the input
+    encodings with their projections (once per sample, not once per step)."""
     b, n = node_mask.shape
     h = self.hidden
     proc = self.config.processor
     dtype = jnp.dtype(self.config.compute_dtype)
     node_mask = node_mask.astype(dtype)
-    num_t = next(iter(hints.values())).shape[0]
-    nb_steps = max(1, num_t - 1)
     tri_size = h if proc.returns_edges() else 0
-    # Modules are built here, in __call__, so their names match dm-clrs's.
     encoders, decoders = self._construct_encoders_decoders()
     proc_params = None
     if proc.is_fast:
@@ -293,14 +297,7 @@ class Net(hk.Module):
       generic = hk.lift(hk.transform(
           lambda *a, **k: proc.clrs_factory()(h)(*a, **k)).init, name='lifted_processor')
 
-    def dense(name, x):
-      _, loc, typ = self.spec[name]
-      if typ == _Type.POINTER:
-        x = jax.nn.one_hot(x, n)
-      return x.astype(dtype)
-
-    # Static encodings: once per sample.
-    in_data = {k: dense(k, v) for k, v in inputs.items()}
+    in_data = dense_data(self.spec, inputs, n, dtype)
     node_in, graph_in, in_channels, adj_in = self._encode(in_data, enc_w, node_mask,
                                                           _Stage.INPUT, b, n)
     static = FoldedEdges(None, {}, in_channels).materialise() if in_channels else None
@@ -322,7 +319,7 @@ class Net(hk.Module):
         static_proj[k] = proj[..., offset:offset + s]
         offset += s
 
-    generic_params = None
+    generic_params = generic_apply = None
     if generic is not None:
       dummy = jnp.zeros((b, n, h))
       key = hk.maybe_next_rng_key()
@@ -330,53 +327,97 @@ class Net(hk.Module):
       generic_params = generic(key, dummy, jnp.zeros((b, n, n, h)), jnp.zeros((b, h)),
                                jnp.ones((b, n, n)), dummy, batch_size=b, nb_nodes=n)
       generic_apply = hk.transform(lambda *a, **k: proc.clrs_factory()(h)(*a, **k)).apply
+    return _Context(b, n, dtype, node_mask, enc_w, dec_w, proc_params, generic_params,
+                    generic_apply, node_in, graph_in, static, static_proj, adj_in)
 
+  def _hint_names(self) -> list[str]:
+    return [k for k, v in self.spec.items() if v[0] == _Stage.HINT]
+
+  def _pointer_hints(self) -> list[str]:
+    return [k for k in self._hint_names()
+            if self.spec[k][2] == _Type.POINTER and self.spec[k][1] == _Loc.NODE]
+
+  @hk.transparent
+  def _step(self, ctx: '_Context', hidden: jax.Array, cur_hints: dict, is_training: bool,
+            pair_reps: bool):
+    """One step (dm-clrs `_msg_passing_step`): encode the current (dense) hints,
+    process, decode the next hints. Returns (next latent `[B, N, H]`, hint
+    logits, pointer hint -> pair features, snapshot (h_t `[B, N, 3H]`,
+    triplet edge messages, hint edge channels, graph features))."""
+    b, n, node_mask = ctx.b, ctx.n, ctx.node_mask
+    proc = self.config.processor
+    node_h, graph_h, h_channels, adj_h = self._encode(cur_hints, ctx.enc_w, node_mask,
+                                                       _Stage.HINT, b, n)
+    node_fts = ctx.node_in + node_h
+    graph_fts = ctx.graph_in + graph_h
+    edges = FoldedEdges(ctx.static, ctx.static_proj, h_channels)
+    if proc.is_fast:
+      nxt, tri = mpnn_step(ctx.proc_params, node_fts, edges, graph_fts, hidden, node_mask)
+    else:
+      adj = (ctx.adj_in | adj_h | jnp.eye(n, dtype=bool)[None]).astype(jnp.float32)
+      nxt, tri = ctx.generic_apply(ctx.generic_params, None, node_fts, edges.materialise(),
+                                   graph_fts, adj, hidden, batch_size=b, nb_nodes=n)
+    h_t = jnp.concatenate([node_fts, hidden, nxt], axis=-1)
+    pointer_hints = self._pointer_hints() if pair_reps else []
+    hint_logits, pairs = {}, {}
+    for name in self._hint_names():
+      logits, pair = self._decode(name, ctx.dec_w[name], h_t, edges, tri, graph_fts, node_mask,
+                                  is_training, None, pair_rep=name in pointer_hints)
+      hint_logits[name] = logits
+      if pair is not None:
+        pairs[name] = pair
+    snapshot = (h_t, tri, [c[0] for c in h_channels], graph_fts)
+    return nxt, hint_logits, pairs, snapshot
+
+  @hk.transparent
+  def _one_step(self, ctx: '_Context', hints: dict, hidden: jax.Array,
+                is_training: bool) -> 'StepOutput':
+    cur = {k: v.astype(ctx.dtype) for k, v in hints.items()}
+    nxt, logits, pairs, snap = self._step(ctx, hidden.astype(ctx.dtype), cur, is_training,
+                                          pair_reps=True)
+    return StepOutput(hints=logits, node_reps=snap[0], pair_reps=pairs, latent=nxt)
+
+  def __call__(self, inputs: dict, hints: dict, lengths: Optional[jax.Array],
+               node_mask: jax.Array, *, is_training: bool, return_representations: bool = False,
+               return_latents: bool = False, step_from: Optional[jax.Array] = None):
+    """The rollout (returns `NetOutput`), or with `step_from` a single step
+    (returns `StepOutput`, see `make_step_net`).
+
+    Rollout: inputs `[B, N, ...]`, hints `[T, B, ...]` as in a `Batch` (only
+    step 0 is read: later steps read the previous step's soft prediction),
+    lengths `[B]`. Single step: hints `[B, ...]` entering the step, dense
+    (pointers as distributions over nodes: `dense_data` of true hints, or
+    `soft_hints` of a prediction), `step_from` `[B, N, H]` the processor latent
+    entering the step; the same mathematics as each step of the rollout.
+    """
+    ctx = self._prepare(inputs, node_mask)
+    if step_from is not None:
+      return self._one_step(ctx, hints, step_from, is_training)
+    b, n, dtype, node_mask = ctx.b, ctx.n, ctx.dtype, ctx.node_mask
+    h = self.hidden
+    num_t = next(iter(hints.values())).shape[0]
+    nb_steps = max(1, num_t - 1)
     out_step = jnp.maximum(lengths - 2, 0)                      # step whose outputs count
-    hint_names = [k for k, v in self.spec.items() if v[0] == _Stage.HINT]
+    hint_names = self._hint_names()
     output_names = [k for k, v in self.spec.items() if v[0] == _Stage.OUTPUT]
-    pointer_hints = [k for k in hint_names
-                     if self.spec[k][2] == _Type.POINTER and self.spec[k][1] == _Loc.NODE]
 
-    def step(hidden, cur_hints, i):
-      """One step: encode current hints, process, decode next hints."""
-      node_h, graph_h, h_channels, adj_h = self._encode(cur_hints, enc_w, node_mask,
-                                                         _Stage.HINT, b, n)
-      node_fts = node_in + node_h
-      graph_fts = graph_in + graph_h
-      edges = FoldedEdges(static, static_proj, h_channels)
-      if proc.is_fast:
-        nxt, tri = mpnn_step(proc_params, node_fts, edges, graph_fts, hidden, node_mask)
-      else:
-        adj = (adj_in | adj_h | jnp.eye(n, dtype=bool)[None]).astype(jnp.float32)
-        nxt, tri = generic_apply(generic_params, None, node_fts, edges.materialise(),
-                                 graph_fts, adj, hidden, batch_size=b, nb_nodes=n)
-      h_t = jnp.concatenate([node_fts, hidden, nxt], axis=-1)
-      hint_logits, pairs = {}, {}
-      for name in hint_names:
-        logits, pair = self._decode(name, dec_w[name], h_t, edges, tri, graph_fts, node_mask,
-                                    is_training, None,
-                                    pair_rep=return_representations and name in pointer_hints)
-        hint_logits[name] = logits
-        if pair is not None:
-          pairs[name] = pair
-      snapshot = (h_t, tri, [c[0] for c in h_channels], graph_fts)
-      return nxt, hint_logits, pairs, snapshot
-
-    truth0 = {k: dense(k, v[0]) for k, v in hints.items()}
+    truth0 = dense_data(self.spec, {k: v[0] for k, v in hints.items()}, n, dtype)
     hidden0 = jnp.zeros((b, n, h), dtype)
 
     def select(flag, new, old):
       return jax.tree_util.tree_map(
           lambda a, c: jnp.where(flag.reshape((b,) + (1,) * (a.ndim - 1)), a, c), new, old)
 
-    def outputs_of(hidden, cur, snap, i):
-      nxt, logits, pairs, new_snap = step(hidden, cur, i)
-      soft = {k: self._soft(k, logits[k], node_mask) for k in hint_names}
-      ys = (logits, (new_snap[0] if return_representations else None), pairs)
+    def outputs_of(hidden, cur):
+      nxt, logits, pairs, new_snap = self._step(ctx, hidden, cur, is_training,
+                                                pair_reps=return_representations)
+      soft = soft_hints(self.spec, logits)
+      ys = (logits, (new_snap[0] if return_representations else None), pairs,
+            (hidden if return_latents else None))
       return nxt, soft, new_snap, ys
 
     # Shapes of one step, to build the loop state (the output snapshot).
-    shapes = jax.eval_shape(lambda: outputs_of(hidden0, truth0, None, 0))
+    shapes = jax.eval_shape(lambda: outputs_of(hidden0, truth0))
     snap0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes[2])
 
     # Every step runs, padded ones included (their losses are masked): skipping
@@ -384,29 +425,73 @@ class Net(hk.Module):
     # time padding is kept small by bucketing instead.
     def body(carry, i):
       hidden, cur, snap = carry
-      nxt, soft, new_snap, ys = outputs_of(hidden, cur, snap, i)
+      nxt, soft, new_snap, ys = outputs_of(hidden, cur)
       return (nxt, soft, select(out_step == i, new_snap, snap)), ys
 
     (hidden, cur, snap), ys = jax.lax.scan(body, (hidden0, truth0, snap0), jnp.arange(nb_steps))
-    hint_logits, node_reps, pair_reps = ys
+    hint_logits, node_reps, pair_reps, latents = ys
 
     # Outputs: decoded once, from each sample's last step.
     h_t, tri, h_xs, graph_fts = snap
     hint_channels = []
-    _, _, ch_template, _ = self._encode(truth0, enc_w, node_mask, _Stage.HINT, b, n)
+    _, _, ch_template, _ = self._encode(truth0, ctx.enc_w, node_mask, _Stage.HINT, b, n)
     for x, (_, cw, cb) in zip(h_xs, ch_template):
       hint_channels.append((x, cw, cb))
-    edges = FoldedEdges(static, static_proj, hint_channels)
+    edges = FoldedEdges(ctx.static, ctx.static_proj, hint_channels)
     rng = None
     if is_training and any(self.spec[k][2] == _Type.PERMUTATION_POINTER for k in output_names):
       rng = hk.maybe_next_rng_key()  # Gumbel noise for the Sinkhorn decoder
     outputs = {}
     for name in output_names:
-      outputs[name], _ = self._decode(name, dec_w[name], h_t, edges, tri, graph_fts, node_mask,
-                                      is_training, rng)
+      outputs[name], _ = self._decode(name, ctx.dec_w[name], h_t, edges, tri, graph_fts,
+                                      node_mask, is_training, rng)
     return NetOutput(outputs=outputs, hints=hint_logits,
                      node_reps=node_reps if return_representations else None,
-                     pair_reps=pair_reps if return_representations else None)
+                     pair_reps=pair_reps if return_representations else None,
+                     latents=latents if return_latents else None)
+
+
+class _Context(NamedTuple):
+  """What the steps of one batch share (see `Net._prepare`)."""
+  b: int
+  n: int
+  dtype: jnp.dtype
+  node_mask: jax.Array
+  enc_w: dict
+  dec_w: dict
+  proc_params: Optional[object]
+  generic_params: Optional[dict]
+  generic_apply: Optional[object]
+  node_in: jax.Array
+  graph_in: jax.Array
+  static: Optional[jax.Array]
+  static_proj: dict
+  adj_in: jax.Array
+
+
+def dense_data(spec: dict, data: dict, n: int, dtype=jnp.float32) -> dict:
+  """Inputs or hints of one step as the encoders read them: pointers (node
+  indices) one-hot over the `n` nodes, everything in the compute dtype."""
+  out = {}
+  for name, x in data.items():
+    if spec[name][2] == _Type.POINTER:
+      x = jax.nn.one_hot(x, n)
+    out[name] = x.astype(dtype)
+  return out
+
+
+def soft_hints(spec: dict, logits: dict) -> dict:
+  """dm-clrs soft postprocessing of predicted hints, ready to be encoded as the
+  next step's hints."""
+  out = {}
+  for name, x in logits.items():
+    typ = spec[name][2]
+    if typ == _Type.MASK:
+      x = jax.nn.sigmoid(x)
+    elif typ in (_Type.MASK_ONE, _Type.CATEGORICAL, _Type.POINTER):
+      x = jax.nn.softmax(x, axis=-1)
+    out[name] = x                        # scalars as they are
+  return out
 
 
 def nb_dims_of(batch_inputs: dict, batch_hints: dict, batch_outputs: dict) -> dict:
@@ -418,24 +503,50 @@ def nb_dims_of(batch_inputs: dict, batch_hints: dict, batch_outputs: dict) -> di
   return out
 
 
+def _with_precision(config: NetConfig, run):
+  """Runs `run()` in the configured precision: parameters stay float32 and are
+  cast when read, floating outputs come back as float32."""
+  if jnp.dtype(config.compute_dtype) == jnp.float32:
+    return run()
+  compute = jnp.dtype(config.compute_dtype)
+
+  def cast_param(next_getter, value, context):
+    del context
+    value = next_getter(value)
+    return value.astype(compute) if jnp.issubdtype(value.dtype, jnp.floating) else value
+  with hk.custom_getter(cast_param):
+    out = run()
+  return jax.tree_util.tree_map(
+      lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, out)
+
+
+def net_config_of(config) -> NetConfig:
+  """The network settings of a `nar.config.TrainConfig`."""
+  return NetConfig(processor=ProcessorConfig(kind=config.processor, hidden=config.hidden),
+                   compute_dtype=config.precision)
+
+
 def make_net(spec: dict, nb_dims: dict, config: NetConfig) -> hk.Transformed:
   """`hk.transform` of `Net(...)(inputs, hints, lengths, node_mask, is_training=...)`."""
   def forward(inputs, hints, lengths, node_mask, is_training: bool,
-              return_representations: bool = False):
-    def run():
-      return Net(spec, nb_dims, config)(inputs, hints, lengths, node_mask,
-                                        is_training=is_training,
-                                        return_representations=return_representations)
-    if jnp.dtype(config.compute_dtype) == jnp.float32:
-      return run()
-    compute = jnp.dtype(config.compute_dtype)
-
-    def cast_param(next_getter, value, context):
-      del context
-      value = next_getter(value)
-      return value.astype(compute) if jnp.issubdtype(value.dtype, jnp.floating) else value
-    with hk.custom_getter(cast_param):
-      out = run()
-    return jax.tree_util.tree_map(
-        lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, out)
+              return_representations: bool = False, return_latents: bool = False):
+    return _with_precision(config, lambda: Net(spec, nb_dims, config)(
+        inputs, hints, lengths, node_mask, is_training=is_training,
+        return_representations=return_representations, return_latents=return_latents))
   return hk.transform(forward)
+
+
+def make_step_net(spec: dict, nb_dims: dict, config: NetConfig) -> hk.Transformed:
+  """`hk.transform` of one step of the rollout from a given state:
+  `apply(params, rng, inputs, hints, hidden, node_mask, is_training)` -> `StepOutput`.
+
+  Args (batch-major): inputs name -> `[B, N, ...]` as in a `Batch`; hints name ->
+  `[B, ...]` entering the step, dense (`dense_data` of true hints, or
+  `soft_hints` of a prediction); hidden `[B, N, H]` the processor latent
+  entering the step (zeros at step 0); node_mask `[B, N]`.
+  Its parameters are `make_net`'s (same modules, same names).
+  """
+  def step(inputs, hints, hidden, node_mask, is_training: bool):
+    return _with_precision(config, lambda: Net(spec, nb_dims, config)(
+        inputs, hints, None, node_mask, is_training=is_training, step_from=hidden))
+  return hk.transform(step)

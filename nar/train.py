@@ -31,8 +31,7 @@ from nar import data as data_lib
 from nar.batching import Batch
 from nar.config import ConfigError, TrainConfig, config_conflicts, load_config_file
 from nar.evaluation import ScoreAccumulator, hard_outputs
-from nar.model import NetConfig, make_net, nb_dims_of
-from nar.processors import ProcessorConfig
+from nar.model import make_net, nb_dims_of, net_config_of
 from nar.sample import processed_spec
 
 
@@ -106,9 +105,8 @@ def enable_compilation_cache(cache_dir: str) -> None:
 
 # -------------------------------------------------------------------- model
 def build_network(config: TrainConfig, spec: dict, example: Batch) -> hk.Transformed:
-  proc = ProcessorConfig(kind=config.processor, hidden=config.hidden)
   return make_net(spec, nb_dims_of(example.inputs, example.hints, example.outputs),
-                  NetConfig(processor=proc, compute_dtype=config.precision))
+                  net_config_of(config))
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
