@@ -44,12 +44,9 @@ def _time(fn, batches, repeats: int) -> float:
 
 
 def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, num_batches: int,
-                    repeats: int, processor: str, with_relic: bool) -> dict:
+                    repeats: int, processor: str, with_relic: bool,
+                    reference: bool = True) -> dict:
   import jax
-  import clrs
-  from clrs._src import baselines
-  from nar import methods
-  from nar import train as T
   from nar.batching import pad_samples
   from nar.config import TrainConfig
   from nar.data import make_train_samples
@@ -64,6 +61,24 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
   t_max = max(s.length for ss in sample_sets for s in ss)
   batches = [pad_samples(ss, spec, num_steps=t_max) for ss in sample_sets]
 
+  n_dev = len(jax.devices())
+  row = {'algorithm': algorithm, 'hidden': hidden, 'batch': batch_size, 'n': size,
+         'T': t_max, 'processor': processor, 'devices': n_dev}
+  if reference:
+    row.update(_bench_reference(spec, config, batches, repeats))
+  if with_relic:
+    row.update(_bench_relic(algorithm, config, spec, sample_sets, repeats))
+  return row
+
+
+def _bench_reference(spec, config, batches, repeats) -> dict:
+  """dm-clrs's BaselineModel and our baseline step on identical batches."""
+  import jax
+  import clrs
+  from clrs._src import baselines
+  from nar import methods
+  from nar import train as T
+  hidden, batch_size, processor = config.hidden, config.batch_size, config.processor
   # dm-clrs reference.
   feedbacks = [_feedback(b, spec) for b in batches]
   factory = clrs.get_processor_factory(processor, use_ln=True, nb_triplet_fts=8)
@@ -93,56 +108,79 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
     return float(loss)
   ours_s = _time(our_step, placed, repeats)
   n_dev = len(jax.devices())
-  row = {'algorithm': algorithm, 'hidden': hidden, 'batch': batch_size, 'n': size,
-         'T': t_max, 'processor': processor, 'devices': n_dev,
-         'dm_clrs_samples_per_s': batch_size / ref_s, 'ours_samples_per_s': batch_size / ours_s,
-         'ours_per_device_samples_per_s': batch_size / ours_s / n_dev,
-         'speedup': ref_s / ours_s}
-  if with_relic:
-    row.update(_bench_relic(algorithm, config, spec, sample_sets, repeats))
-    row['relic_step_vs_baseline_step'] = row['ours_samples_per_s'] / row['relic_samples_per_s']
-  return row
+  return {'dm_clrs_samples_per_s': batch_size / ref_s, 'ours_samples_per_s': batch_size / ours_s,
+          'ours_per_device_samples_per_s': batch_size / ours_s / n_dev,
+          'speedup': ref_s / ours_s}
 
 
-def _bench_relic(algorithm, config, spec, sample_sets, repeats) -> dict:
-  """Cost of a Hint-ReLIC step vs a baseline step on the twins alone."""
-  import dataclasses
+def _relic_update(cfg, spec, sample_sets, placement):
+  """A jitted Hint-ReLIC training step of `cfg` and its placed items."""
   import jax
   from nar import methods
   from nar import train as T
-  cfg = dataclasses.replace(config, method='hint_relic').validate()
-  relic = methods.get(cfg, spec)
-  items = [relic.make_item(ss, k) for k, ss in enumerate(sample_sets)]
+  method = methods.get(cfg, spec)
+  # Padded as in training at this size (the padding plans' shapes).
+  size = cfg.train_sizes[0]
+  items = [method.make_item(ss, k, size) for k, ss in enumerate(sample_sets)]
   net = T.build_network(cfg, spec, items[0][0])
   optimizer = T.make_optimizer(cfg)
   key = jax.random.PRNGKey(0)
-  params = jax.device_get(relic.init(net, key, items[0][0]))  # host copy: steps donate
-  placement = T.Placement.create(cfg.batch_size)
+  params = jax.device_get(method.init(net, key, items[0][0]))  # host copy: steps donate
   state = [params, optimizer.init(params)]
-  update = T.make_update(relic.loss_fn(net), optimizer)
-  placed = [relic.place(it, placement) for it in items]
+  update = T.make_update(method.loss_fn(net), optimizer)
 
-  def relic_step(p):
+  def step(p):
     state[0], state[1], loss, _, _ = update(state[0], state[1], key, *p)
     return float(loss)
-  relic_s = _time(relic_step, placed, repeats)
-  # The twins alone: the same two forward/backward passes, no pairing, no contrast.
-  twins = methods.get(dataclasses.replace(cfg, method='twins_only'), spec)
-  net_params = {k: v for k, v in params.items() if not k.startswith('relic_critic')}
-  tstate = [net_params, optimizer.init(net_params)]
-  tupdate = T.make_update(twins.loss_fn(net), optimizer)
+  return method, step, [method.place(it, placement) for it in items]
 
-  def twins_step(p):
-    tstate[0], tstate[1], loss, _, _ = tupdate(tstate[0], tstate[1], key, *p)
+
+def _bench_relic(algorithm, config, spec, sample_sets, repeats) -> dict:
+  import jax
+  """Cost of Hint-ReLIC steps against a baseline step on the same originals,
+  all padded as in training (the padding plans): the rollout twins (and the
+  twins alone, no contrast), and the one-step twins (the twin side from one
+  processor step per valid pair; the twins not supervised, relic_beta = 0)."""
+  import dataclasses
+  from nar import train as T
+  from nar.methods import Baseline
+  placement = T.Placement.create(config.batch_size)
+  baseline = Baseline(config, spec)
+  originals = [(placement.batch(baseline.stream.plan.pad(ss, spec, config.train_sizes[0])),)
+               for ss in sample_sets]
+  net = T.build_network(config, spec, originals[0][0])
+  optimizer = T.make_optimizer(config)
+  params = baseline.init(net, jax.random.PRNGKey(0), originals[0][0])
+  bstate = [params, optimizer.init(params)]
+  bupdate = T.make_update(baseline.loss_fn(net), optimizer)
+
+  def baseline_step(p):
+    bstate[0], bstate[1], loss, _, _ = bupdate(bstate[0], bstate[1], jax.random.PRNGKey(0), *p)
     return float(loss)
-  twins_s = _time(twins_step, placed, repeats)
+  base_s = _time(baseline_step, originals, repeats)
+  rollout = dataclasses.replace(config, method='hint_relic', relic_twin='rollout').validate()
+  relic, relic_step, placed = _relic_update(rollout, spec, sample_sets, placement)
+  relic_s = _time(relic_step, placed, repeats)
+  del placed
+  # The twins alone: the same two forward/backward passes, no pairing, no contrast.
+  _, twins_step, twins_placed = _relic_update(
+      dataclasses.replace(rollout, method='twins_only'), spec, sample_sets, placement)
+  twins_s = _time(twins_step, twins_placed, repeats)
+  one_step = dataclasses.replace(config, method='hint_relic', relic_twin='step',
+                                 relic_beta=0.0).validate()
+  step_method, one_step_step, step_placed = _relic_update(one_step, spec, sample_sets, placement)
+  step_s = _time(one_step_step, step_placed, repeats)
   t0 = time.perf_counter()
   for k, ss in enumerate(sample_sets):
-    relic.make_item(ss, k)
+    relic.make_item(ss, k, config.train_sizes[0])
   aug_s = (time.perf_counter() - t0) / len(sample_sets)
   bs = config.batch_size
-  return {'relic_samples_per_s': bs / relic_s, 'twins_only_samples_per_s': bs / twins_s,
+  return {'baseline_planned_samples_per_s': bs / base_s,
+          'relic_samples_per_s': bs / relic_s, 'twins_only_samples_per_s': bs / twins_s,
           'relic_overhead_vs_twins': relic_s / twins_s - 1.0,
+          'relic_one_step_samples_per_s': bs / step_s,
+          'relic_step_vs_baseline_step': relic_s / base_s,
+          'one_step_relic_vs_baseline_step': step_s / base_s,
           'augmentation_samples_per_s': bs / aug_s}
 
 
@@ -155,7 +193,10 @@ def main(argv=None) -> int:
   p.add_argument('--batches', type=int, default=2)
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--processor', default='triplet_gmpnn')
-  p.add_argument('--relic', action='store_true', help='also time Hint-ReLIC steps')
+  p.add_argument('--relic', action='store_true',
+                 help='also time Hint-ReLIC steps (rollout and one-step twins)')
+  p.add_argument('--no-reference', action='store_true',
+                 help="skip dm-clrs's BaselineModel (with --relic: Hint-ReLIC against our baseline only)")
   p.add_argument('--devices', type=int, default=None,
                  help='force N host (CPU) devices (sets XLA_FLAGS before JAX starts)')
   p.add_argument('--out', default=None, help='write the rows as JSON here')
@@ -168,9 +209,21 @@ def main(argv=None) -> int:
   for alg in args.algorithms:
     row = bench_algorithm(alg, hidden=args.hidden, batch_size=args.batch_size, size=args.size,
                           num_batches=args.batches, repeats=args.repeats,
-                          processor=args.processor, with_relic=args.relic)
+                          processor=args.processor, with_relic=args.relic,
+                          reference=not args.no_reference)
     rows.append(row)
     print(json.dumps(row), flush=True)
+  if not args.no_reference:
+    _print_reference(rows)
+  if args.relic:
+    _print_relic(rows)
+  if args.out:
+    with open(args.out, 'w') as f:
+      json.dump({'rows': rows, 'argv': sys.argv}, f, indent=1)
+  return 0
+
+
+def _print_reference(rows) -> None:
   print()
   print('| algorithm | T | devices | dm-clrs samples/s | ours samples/s (total) | '
         'ours per device | speed-up |')
@@ -179,20 +232,21 @@ def main(argv=None) -> int:
     print(f"| {r['algorithm']} | {r['T']} | {r['devices']} | {r['dm_clrs_samples_per_s']:.1f} | "
           f"{r['ours_samples_per_s']:.1f} | {r['ours_per_device_samples_per_s']:.1f} | "
           f"{r['speedup']:.2f}x |")
-  if args.relic:
-    print()
-    print('| algorithm | baseline samples/s | twins-only samples/s | Hint-ReLIC samples/s | '
-          'Hint-ReLIC step / baseline step | loss + pairing over twins | augmentation samples/s |')
-    print('|---|---|---|---|---|---|---|')
-    for r in rows:
-      print(f"| {r['algorithm']} | {r['ours_samples_per_s']:.1f} | "
-            f"{r['twins_only_samples_per_s']:.1f} | {r['relic_samples_per_s']:.1f} | "
-            f"{r['relic_step_vs_baseline_step']:.2f}x | {100 * r['relic_overhead_vs_twins']:+.0f}% | "
-            f"{r['augmentation_samples_per_s']:.0f} |")
-  if args.out:
-    with open(args.out, 'w') as f:
-      json.dump({'rows': rows, 'argv': sys.argv}, f, indent=1)
-  return 0
+
+
+def _print_relic(rows) -> None:
+  print()
+  print('| algorithm | baseline samples/s | twins-only samples/s | Hint-ReLIC rollout samples/s | '
+        'rollout step / baseline step | loss + pairing over twins | '
+        'Hint-ReLIC one-step samples/s | one-step / baseline step | augmentation samples/s |')
+  print('|---|---|---|---|---|---|---|---|---|')
+  for r in rows:
+    print(f"| {r['algorithm']} | {r['baseline_planned_samples_per_s']:.1f} | "
+          f"{r['twins_only_samples_per_s']:.1f} | {r['relic_samples_per_s']:.1f} | "
+          f"{r['relic_step_vs_baseline_step']:.2f}x | {100 * r['relic_overhead_vs_twins']:+.0f}% | "
+          f"{r['relic_one_step_samples_per_s']:.1f} | "
+          f"{r['one_step_relic_vs_baseline_step']:.2f}x | "
+          f"{r['augmentation_samples_per_s']:.0f} |")
 
 
 if __name__ == '__main__':
