@@ -23,6 +23,7 @@ from typing import Optional
 
 from nar.config import ConfigError, METHODS, TrainConfig
 from nar.catalogue import CLRS30_ALGORITHMS, FAMILIES
+from nar.overrides import parse_overrides
 
 # Named protocols: overrides of TrainConfig.
 PROTOCOLS = {
@@ -454,7 +455,6 @@ def add_commands(sub) -> None:
 
 def parse_vary(items: list[str]) -> dict:
   """['relic_lambda=0.1,1.0', ...] -> {'relic_lambda': [0.1, 1.0], ...} (checked keys)."""
-  from nar.cli import parse_overrides
   vary = {}
   for item in items:
     key, sep, values = item.partition('=')
@@ -465,7 +465,6 @@ def parse_vary(items: list[str]) -> dict:
 
 
 def _cmd_sweep(args) -> int:
-  from nar.cli import parse_overrides
   overrides = parse_overrides(args.set)
   seeds = args.seeds if args.seeds is not None else PROTOCOL_SEEDS.get(args.protocol, 1)
   if seeds <= 0:
@@ -480,8 +479,3 @@ def _cmd_sweep(args) -> int:
 def _cmd_report(args) -> int:
   print(report(args.root, args.out))
   return 0
-
-
-if __name__ == '__main__':
-  from nar.cli import main
-  sys.exit(main(['sweep', *sys.argv[1:]]))

@@ -50,27 +50,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                  help="let JAX detect the cluster (SLURM, Open MPI, ...) from its environment")
 
 
-def parse_overrides(items: list[str]) -> dict:
-  """`--set KEY=VALUE` items -> {key: value}; values are JSON when they parse."""
-  import dataclasses
-  from nar.config import ConfigError, TrainConfig
-  fields = {f.name for f in dataclasses.fields(TrainConfig)}
-  out = {}
-  for item in items:
-    if '=' not in item:
-      raise ConfigError(f'--set expects KEY=VALUE, got {item!r}')
-    k, v = item.split('=', 1)
-    if k not in fields:
-      raise ConfigError(f'unknown configuration key {k!r}; known: {", ".join(sorted(fields))}')
-    try:
-      out[k] = json.loads(v)
-    except ValueError:
-      out[k] = v
-  return out
-
-
 def _config_from_args(args):
   from nar.config import TrainConfig
+  from nar.overrides import parse_overrides
   values = {'algorithm': args.algorithm, 'method': args.method}
   for name in ('steps', 'hidden', 'batch_size', 'seed', 'processor', 'eval_every', 'test_size',
                'precision', 'out'):
