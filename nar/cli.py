@@ -144,11 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--samples', type=_positive_int, default=20)
   p.add_argument('--out', default=None)
   p.set_defaults(fn=cmd_augment_report)
-  try:
-    from experiments import sweep
-    sweep.add_commands(sub)
-  except ImportError:
-    pass
+  from experiments import sweep   # a broken experiments import must show, not drop commands
+  sweep.add_commands(sub)
   return parser
 
 
