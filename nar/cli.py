@@ -67,10 +67,10 @@ def _config_from_args(args):
 
 
 def cmd_train(args) -> int:
+  config = _config_from_args(args)  # checked before JAX is imported: a bad setting answers at once
   from nar import distributed
   cluster = distributed.resolve(args.coordinator, args.num_processes, args.process_id,
                                 auto=args.distributed)
-  config = _config_from_args(args)
   distributed.initialize(cluster)   # before anything starts a JAX backend
   return _train_and_print(config, args.quiet)
 
@@ -96,12 +96,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_algorithms(args) -> int:
-  from nar.sample import CLRS30_ALGORITHMS, family_of, processed_spec
-  rows = []
-  for alg in CLRS30_ALGORITHMS:
-    spec = processed_spec(alg)
-    hints = [f'{k}:{loc}/{typ}' for k, (st, loc, typ) in spec.items() if st == 'hint']
-    rows.append((alg, family_of(alg), ', '.join(hints)))
+  # From the catalogue, not dm-clrs: answers without importing TensorFlow.
+  from nar.catalogue import CLRS30_ALGORITHMS, FAMILIES, HINTS
+  family = {a: f for f, members in FAMILIES.items() for a in members}
+  rows = [(alg, family[alg], ', '.join(HINTS[alg])) for alg in CLRS30_ALGORITHMS]
   w = max(len(r[0]) for r in rows)
   wf = max(len(r[1]) for r in rows)
   print(f"{'algorithm'.ljust(w)}  {'family'.ljust(wf)}  hints (name:location/type)")
@@ -149,23 +147,32 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _user_errors() -> tuple:
+  """The errors reported in one line. Only those of modules the command has
+  imported can have been raised: looked up in sys.modules, so that catching them
+  imports nothing (no JAX or dm-clrs for `nar algorithms` or a bad argument)."""
+  from nar.config import ConfigError
+  from nar.errors import RunError
+  errors = [ConfigError, RunError]
+  checkpoint = sys.modules.get('nar.checkpoint')
+  if checkpoint is not None:
+    errors.append(checkpoint.CheckpointError)
+  return tuple(errors)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
-  from nar.config import ConfigError
-  from nar.checkpoint import CheckpointError
-  try:
-    from nar.train import RunError
-  except Exception:  # pragma: no cover
-    RunError = RuntimeError  # noqa: N806
   try:
     return args.fn(args)
-  except (ConfigError, RunError, CheckpointError) as e:
-    print(f'nar: error: {e}', file=sys.stderr)
-    return 2
   except KeyboardInterrupt:
     print('nar: interrupted', file=sys.stderr)
     return 130
+  except Exception as e:  # pylint: disable=broad-except
+    if not isinstance(e, _user_errors()):
+      raise
+    print(f'nar: error: {e}', file=sys.stderr)
+    return 2
 
 
 if __name__ == '__main__':
