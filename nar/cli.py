@@ -113,7 +113,7 @@ def cmd_augment_report(args) -> int:
   argv = []
   if args.algorithms:
     argv += ['--algorithms', *args.algorithms]
-  argv += ['--samples', str(args.samples)]
+  argv += ['--samples', str(args.samples), '--sizes', args.sizes, '--seed', str(args.seed)]
   if args.out:
     argv += ['--out', args.out]
   return report.main(argv)
@@ -138,8 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser('algorithms', help='list the 30 algorithms with their hints')
   p.set_defaults(fn=cmd_algorithms)
   p = sub.add_parser('augment-report', help='coverage and speed of the augmentations')
-  p.add_argument('--algorithms', nargs='*', default=None)
+  p.add_argument('--algorithms', nargs='*', default=None,
+                 help='names, space- or comma-separated (default: every one with a rule)')
   p.add_argument('--samples', type=_positive_int, default=20)
+  p.add_argument('--sizes', default='16', help='comma-separated sizes')
+  p.add_argument('--seed', type=int, default=0)
   p.add_argument('--out', default=None)
   p.set_defaults(fn=cmd_augment_report)
   from experiments import sweep   # a broken experiments import must show, not drop commands

@@ -98,3 +98,21 @@ def test_start_up_filter_keeps_real_lines(capfd):
       os.write(2, b'I0000 00:00:1.0 1 x.cc:1] context of a failure\n')
       raise ImportError('broken')
   assert 'context of a failure' in capfd.readouterr().err     # a failure shows everything
+
+
+@pytest.mark.parametrize('names', [['bfs', 'dfs'], ['bfs,dfs'], ['bfs,', 'dfs']])
+def test_augment_report_takes_names_space_or_comma_separated(names, monkeypatch, capsys):
+  from augment import report
+  asked = []
+  monkeypatch.setattr(report, 'coverage_table',
+                      lambda algorithms, *a: asked.append(list(algorithms)) or [])
+  assert main(['augment-report', '--algorithms', *names, '--samples', '1']) == 0
+  assert asked == [['bfs', 'dfs']]
+
+
+def test_augment_report_rejects_an_unknown_name_in_one_line(capsys):
+  with pytest.raises(SystemExit) as e:
+    main(['augment-report', '--algorithms', 'bfs', 'bogosort'])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert "unknown algorithm 'bogosort'" in err and len(err.splitlines()) == 1
