@@ -296,17 +296,32 @@ def _mean_std(xs):
   return m, sd
 
 
-def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
-  """Markdown table (and PNG plots) from every results.json under `root`."""
-  rows = collect(root)
-  if not rows:
-    raise ConfigError(f'no results.json under {root}')
+@dataclasses.dataclass
+class _Scores:
+  """What the report's tables read, per (algorithm, column): a column is a
+  method or a --vary variant of one (`_label`); scores in %."""
+  methods: list            # the columns, baseline first
+  algos: list
+  by_seed: dict            # (algorithm, column) -> {seed: OOD score}
+  by: dict                 # (algorithm, column) -> [OOD score per seed]
+  mean: dict               # (algorithm, column) -> mean OOD score
+  complete: dict           # (algorithm, column) -> has the seeds the grid asked for
+  val_by: dict             # (algorithm, column) -> [best validation score per run]
+  minutes_by: dict         # (algorithm, column) -> [minutes per run]
+  expected_seeds: Optional[int]
+
+  @property
+  def others(self) -> list:
+    """The columns compared with the baseline (difference columns), if there is one."""
+    return [m for m in self.methods if m != 'baseline'] if 'baseline' in self.methods else []
+
+
+def _scores(root: str, rows: list[dict]) -> _Scores:
   expected_seeds = None
   meta_path = os.path.join(root, 'sweep.json')
   if os.path.exists(meta_path):
     expected_seeds = json.load(open(meta_path)).get('seeds')
   methods = sorted({r['_label'] for r in rows}, key=lambda m: (m != 'baseline', m))
-  algos = sorted({r['algorithm'] for r in rows})
   by_seed, val_by, minutes_by = {}, {}, {}
   for r in rows:
     key = (r['algorithm'], r['_label'])
@@ -318,107 +333,133 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
     if spent:
       minutes_by.setdefault(key, []).append(spent / 60)
   by = {key: list(scores.values()) for key, scores in by_seed.items()}
-  mean = {key: _mean_std(xs)[0] for key, xs in by.items()}
-  # The methods compared with the baseline (difference columns), if there is one.
-  others = [m for m in methods if m != 'baseline'] if 'baseline' in methods else []
+  return _Scores(
+      methods=methods, algos=sorted({r['algorithm'] for r in rows}), by_seed=by_seed, by=by,
+      mean={key: _mean_std(xs)[0] for key, xs in by.items()},
+      complete={key: expected_seeds is None or len(xs) >= expected_seeds
+                for key, xs in by.items()},
+      val_by=val_by, minutes_by=minutes_by, expected_seeds=expected_seeds)
+
+
+def _paired_difference(s: _Scores, algorithm: str, method: str) -> str:
+  """Paired over the seeds both columns have (a seed is the same data stream and
+  initialisation for both), with the number of seeds `method` is ahead."""
+  mine, base = s.by_seed.get((algorithm, method), {}), s.by_seed.get((algorithm, 'baseline'), {})
+  seeds = sorted(set(mine) & set(base), key=str)
+  if not seeds:
+    return 'n/a'
+  d = [mine[k] - base[k] for k in seeds]
+  mu, sd = _mean_std(d)
+  wins = sum(x > 0 for x in d)
+  return f'{mu:+.2f} +- {sd:.2f} (ahead on {wins}/{len(seeds)})'
+
+
+def _ood_table(root: str, s: _Scores) -> list[str]:
+  """Title, and the OOD test score per algorithm and column, with the paper's
+  Triplet-GMPNN and the paired differences to the baseline."""
   lines = [f'# Results under `{root}`', '',
            'OOD test score (micro-F1 family, `clrs.evaluate`) in %, mean +- std over seeds '
            '(count in brackets). Triplet-GMPNN: Ibarz et al. 2022, 10 seeds, 10,000 steps. '
            + ('A cell with fewer seeds than the grid asked for is marked *incomplete* and '
-              'left out of the family means.' if expected_seeds else '')
+              'left out of the family means.' if s.expected_seeds else '')
            + ' Differences are paired by seed (over the seeds both methods have): mean +- std '
            'of the per-seed differences, and on how many seeds the method is ahead.', '']
-  head = '| algorithm | ' + ' | '.join(methods) + ' | Triplet-GMPNN |'
-  if others:
-    head += ' ' + ' | '.join(f'{m} - baseline' for m in others) + ' |'
+  head = '| algorithm | ' + ' | '.join(s.methods) + ' | Triplet-GMPNN |'
+  if s.others:
+    head += ' ' + ' | '.join(f'{m} - baseline' for m in s.others) + ' |'
   lines += [head, '|' + '---|' * (head.count('|') - 1)]
-  complete = {}
-  for a in algos:
+  for a in s.algos:
     cells = []
-    for m in methods:
-      xs = by.get((a, m), [])
+    for m in s.methods:
+      xs = s.by.get((a, m), [])
       if not xs:
         cells.append('missing')
         continue
       mu, sd = _mean_std(xs)
-      ok = expected_seeds is None or len(xs) >= expected_seeds
-      complete[(a, m)] = ok
-      cells.append(f'{mu:.2f} +- {sd:.2f} ({len(xs)})' + ('' if ok else ' *incomplete*'))
+      cells.append(f'{mu:.2f} +- {sd:.2f} ({len(xs)})'
+                   + ('' if s.complete[(a, m)] else ' *incomplete*'))
     line = f'| {a} | ' + ' | '.join(cells) + f" | {TRIPLET_GMPNN.get(a, float('nan')):.2f} |"
-    if others:
-      diffs = []
-      for m in others:
-        # Paired over the seeds both methods have (a seed is the same data stream
-        # and initialisation for both), with the number of seeds m is ahead.
-        mine, base = by_seed.get((a, m), {}), by_seed.get((a, 'baseline'), {})
-        seeds = sorted(set(mine) & set(base), key=str)
-        if seeds:
-          d = [mine[k] - base[k] for k in seeds]
-          mu, sd = _mean_std(d)
-          wins = sum(x > 0 for x in d)
-          diffs.append(f'{mu:+.2f} +- {sd:.2f} (ahead on {wins}/{len(seeds)})')
-        else:
-          diffs.append('n/a')
-      line += ' ' + ' | '.join(diffs) + ' |'
+    if s.others:
+      line += ' ' + ' | '.join(_paired_difference(s, a, m) for m in s.others) + ' |'
     lines.append(line)
-  # In distribution: best validation score (n = 16, model selection) and cost.
-  # The last column is model selection across columns (e.g. the values of a --vary
-  # sweep): the one with the highest mean validation score, never the test score.
-  lines += ['', 'Best in-distribution validation score in % (mean +- std) and minutes per run '
-            '(compile + train + validation + test, mean); the last column names the '
-            'method with the highest mean validation score:', '',
-            '| algorithm | ' + ' | '.join(f'{m} val | {m} min' for m in methods)
-            + ' | highest validation |',
-            '|' + '---|' * (2 * len(methods) + 2)]
-  for a in algos:
+  return lines
+
+
+def _validation_table(s: _Scores) -> list[str]:
+  """In distribution: best validation score (n = 16, model selection) and cost.
+  The last column is model selection across columns (e.g. the values of a --vary
+  sweep): the one with the highest mean validation score, never the test score."""
+  lines = ['', 'Best in-distribution validation score in % (mean +- std) and minutes per run '
+           '(compile + train + validation + test, mean); the last column names the '
+           'method with the highest mean validation score:', '',
+           '| algorithm | ' + ' | '.join(f'{m} val | {m} min' for m in s.methods)
+           + ' | highest validation |',
+           '|' + '---|' * (2 * len(s.methods) + 2)]
+  for a in s.algos:
     cells = []
-    for m in methods:
-      v, t = val_by.get((a, m)), minutes_by.get((a, m))
+    for m in s.methods:
+      v, t = s.val_by.get((a, m)), s.minutes_by.get((a, m))
       cells.append(f'{_mean_std(v)[0]:.1f} +- {_mean_std(v)[1]:.1f}' if v else 'n/a')
       cells.append(f'{sum(t) / len(t):.1f}' if t else 'n/a')
-    scored = [(_mean_std(val_by[(a, m)])[0], m) for m in methods if val_by.get((a, m))]
+    scored = [(_mean_std(s.val_by[(a, m)])[0], m) for m in s.methods if s.val_by.get((a, m))]
     cells.append(max(scored)[1] if scored else 'n/a')
     lines.append(f'| {a} | ' + ' | '.join(cells) + ' |')
-  # Per family: mean over algorithms whose cells are complete. A partial mean names
-  # its algorithms: means over different sets are not comparable.
-  family_head = '| family | ' + ' | '.join(methods) + ' | Triplet-GMPNN |'
-  if others:
-    family_head += ' ' + ' | '.join(f'{m} - baseline' for m in others) + ' |'
-  lines += ['', 'Per CLRS family: mean over the algorithms each cell names (complete cells '
-            'only); Triplet-GMPNN over the whole family.'
-            + (' A difference column compares a method with the baseline over the algorithms '
-               'both have complete, so the two means are over the same set.' if others else ''),
-            '', family_head, '|' + '---|' * (family_head.count('|') - 1)]
+  return lines
+
+
+def _family_table(s: _Scores) -> list[str]:
+  """Per family: mean over algorithms whose cells are complete. A partial mean
+  names its algorithms: means over different sets are not comparable."""
+  def complete(a, m):
+    return s.complete.get((a, m), False)
+
+  family_head = '| family | ' + ' | '.join(s.methods) + ' | Triplet-GMPNN |'
+  if s.others:
+    family_head += ' ' + ' | '.join(f'{m} - baseline' for m in s.others) + ' |'
+  lines = ['', 'Per CLRS family: mean over the algorithms each cell names (complete cells '
+           'only); Triplet-GMPNN over the whole family.'
+           + (' A difference column compares a method with the baseline over the algorithms '
+              'both have complete, so the two means are over the same set.' if s.others else ''),
+           '', family_head, '|' + '---|' * (family_head.count('|') - 1)]
   for fam, members in FAMILIES.items():
-    present = [a for a in members if a in algos]
+    present = [a for a in members if a in s.algos]
     if not present:
       continue
     cells = []
-    for m in methods:
-      used = [a for a in present if (a, m) in by and complete.get((a, m), False)]
-      vals = [mean[(a, m)] for a in used]
+    for m in s.methods:
+      used = [a for a in present if (a, m) in s.by and complete(a, m)]
+      vals = [s.mean[(a, m)] for a in used]
       which = 'all' if len(used) == len(members) else ', '.join(used)
       cells.append(f'{sum(vals) / len(vals):.2f} ({len(used)}/{len(members)}: {which})'
                    if vals else 'n/a')
     ref = sum(TRIPLET_GMPNN[a] for a in members) / len(members)
     line = f'| {fam} | ' + ' | '.join(cells) + f' | {ref:.2f} |'
-    if others:
+    if s.others:
       diffs = []
-      for m in others:
-        shared = [a for a in present if complete.get((a, m), False)
-                  and complete.get((a, 'baseline'), False)]
+      for m in s.others:
+        shared = [a for a in present if complete(a, m) and complete(a, 'baseline')]
         if not shared:
           diffs.append('n/a')
           continue
-        d = [mean[(a, m)] - mean[(a, 'baseline')] for a in shared]
+        d = [s.mean[(a, m)] - s.mean[(a, 'baseline')] for a in shared]
         ahead = sum(x > 0 for x in d)
         diffs.append(f'{sum(d) / len(d):+.2f} (ahead on {ahead}/{len(shared)}: '
                      f'{", ".join(shared)})')
       line += ' ' + ' | '.join(diffs) + ' |'
     lines.append(line)
-  text = '\n'.join(lines) + '\n'
+  return lines
+
+
+def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
+  """Markdown tables (and PNG plots) from every results.json under `root`:
+  OOD test scores, in-distribution validation and cost, per-family means."""
+  rows = collect(root)
+  if not rows:
+    raise ConfigError(f'no results.json under {root}')
+  s = _scores(root, rows)
+  text = '\n'.join(_ood_table(root, s) + _validation_table(s) + _family_table(s)) + '\n'
   if plots:
-    text += _plots(root, rows, methods, algos, by)
+    text += _plots(root, rows, s.methods, s.algos, s.by)
   out_md = out_md or os.path.join(root, 'report.md')
   with open(out_md, 'w') as f:
     f.write(text)
