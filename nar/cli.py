@@ -157,9 +157,10 @@ def _user_errors() -> tuple:
   from nar.config import ConfigError
   from nar.errors import RunError
   errors = [ConfigError, RunError]
-  checkpoint = sys.modules.get('nar.checkpoint')
-  if checkpoint is not None:
-    errors.append(checkpoint.CheckpointError)
+  for module, name in (('nar.checkpoint', 'CheckpointError'),
+                       ('augment.core', 'UnsupportedAlgorithmError')):   # Hint-ReLIC, no rule
+    if module in sys.modules:
+      errors.append(getattr(sys.modules[module], name))
   return tuple(errors)
 
 
