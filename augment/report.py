@@ -145,25 +145,34 @@ def to_markdown(rows: Sequence[dict[str, Any]], header: str = '') -> str:
   return '\n'.join(out) + '\n'
 
 
+def parse_algorithms(values: Sequence[str]) -> list[str]:
+  """['bfs', 'dfs'], ['bfs,dfs'] or a mix -> ['bfs', 'dfs'] (checked names);
+  ['all'] -> every algorithm with a registered entry."""
+  algorithms = [a.strip() for v in values for a in v.split(',') if a.strip()]
+  if algorithms in ([], ['all']):
+    return sorted(augment.all_entries())
+  for a in algorithms:
+    sample_lib.check_algorithm(a)
+  return algorithms
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog='nar augment-report',
       description='Coverage of the augmentation rules: share of original transitions '
                   'with a valid twin pair (all hints / per hint), state vs prefix '
                   'alignment, speed.')
-  parser.add_argument('--algorithms', default='all',
-                      help="comma-separated names, or 'all' (every registered one)")
+  parser.add_argument('--algorithms', nargs='+', default=['all'],
+                      help="names, space- or comma-separated, or 'all' (every registered one)")
   parser.add_argument('--samples', type=int, default=20, help='samples per algorithm and size')
   parser.add_argument('--sizes', default='16', help='comma-separated sizes')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--out', default=None, help='also write the markdown to this path')
   args = parser.parse_args(argv)
-  if args.algorithms == 'all':
-    algorithms = sorted(augment.all_entries())
-  else:
-    algorithms = [a.strip() for a in args.algorithms.split(',') if a.strip()]
-    for a in algorithms:
-      sample_lib.check_algorithm(a)
+  try:
+    algorithms = parse_algorithms(args.algorithms)
+  except sample_lib.UnknownAlgorithmError as e:
+    parser.exit(2, f'{parser.prog}: error: {e}\n')   # one line, like nar's errors
   sizes = [int(s) for s in args.sizes.split(',')]
   rows = coverage_table(algorithms, args.samples, sizes, args.seed)
   header = (f'# Augmentation coverage\n\n`nar augment-report --samples {args.samples} '

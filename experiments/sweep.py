@@ -14,32 +14,89 @@ across machines without coordination (see `slurm_array.sh`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
 import os
 import sys
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from nar.config import ConfigError, METHODS, TrainConfig
 from nar.catalogue import CLRS30_ALGORITHMS, FAMILIES
+from nar.overrides import parse_overrides
 
-# Named protocols: overrides of TrainConfig.
-PROTOCOLS = {
-    # METHOD.md section 4 (Ibarz et al. 2022); meant for accelerators.
-    'paper': dict(hidden=128, batch_size=32, steps=10_000, eval_every=50, test_size=64),
-    # Sized for a 2-core CPU: a baseline run in 2-10 minutes, and the baseline at
-    # >= 0.9 in-distribution validation (results/cpu, README "Results").
-    'cpu': dict(hidden=32, batch_size=16, steps=500, eval_every=100, test_size=64),
-}
-PROTOCOL_SEEDS = {'paper': 10, 'cpu': 3}
-# Per-algorithm exceptions to a protocol. At 500 steps the cpu baseline stays under
-# 0.9 validation on dfs (70.1, 3 seeds) and naive_string_matcher (76.5); at 2,000
-# steps it reaches 0.92 and 0.96 (results/protocol-check, seed 0), about 13 minutes a run.
-PROTOCOL_ALGORITHM_OVERRIDES = {
-    'cpu': {'dfs': dict(steps=2000, eval_every=250),
-            'naive_string_matcher': dict(steps=2000, eval_every=250)},
-}
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """A named experimental protocol: the TrainConfig settings every run of a grid
+  shares, how many seeds a grid takes by default, and per-algorithm exceptions.
+  A run's settings are, last wins: TrainConfig defaults, `overrides`,
+  `algorithm_overrides[algorithm]`, the sweep's `--set`, its `--vary` value.
+  Changing a registered protocol changes the configuration of its finished runs:
+  `nar sweep` would then refuse their directories (other settings) instead of
+  recognising them, so add a protocol rather than edit one that has results."""
+  name: str
+  overrides: Mapping[str, Any]
+  seeds: int
+  algorithm_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+  description: str = ''
+
+  def settings(self, algorithm: str) -> dict:
+    """The protocol's TrainConfig settings for one algorithm."""
+    return {**self.overrides, **self.algorithm_overrides.get(algorithm, {})}
+
+
+PROTOCOLS: dict[str, Protocol] = {}   # name -> Protocol, in registration order
+
+
+def register_protocol(protocol: Protocol) -> Protocol:
+  """Adds `protocol` to PROTOCOLS (`nar sweep --protocol NAME`); its settings
+  are checked against TrainConfig now, not when a sweep first uses them."""
+  if not protocol.name or protocol.name in PROTOCOLS:
+    raise ConfigError(f'protocol name {protocol.name!r} is empty or already registered')
+  fields = {f.name for f in dataclasses.fields(TrainConfig)}
+  fixed = {'algorithm', 'method', 'seed', 'out'}   # set per run by the sweep
+  for where, values in [('overrides', protocol.overrides),
+                        *((f'algorithm_overrides[{a!r}]', v)
+                          for a, v in protocol.algorithm_overrides.items())]:
+    bad = sorted(set(values) - (fields - fixed))
+    if bad:
+      raise ConfigError(f'protocol {protocol.name!r}: {where} sets {", ".join(bad)}, '
+                        'which a protocol cannot set')
+  unknown = sorted(set(protocol.algorithm_overrides) - set(CLRS30_ALGORITHMS))
+  if unknown:
+    raise ConfigError(f'protocol {protocol.name!r}: unknown algorithms {", ".join(unknown)}')
+  if isinstance(protocol.seeds, bool) or not isinstance(protocol.seeds, int) or protocol.seeds <= 0:
+    raise ConfigError(f'protocol {protocol.name!r}: seeds must be a positive integer')
+  PROTOCOLS[protocol.name] = protocol
+  return protocol
+
+
+def get_protocol(name: str) -> Protocol:
+  if name not in PROTOCOLS:
+    raise ConfigError(f"unknown protocol '{name}'; choose one of: {', '.join(PROTOCOLS)}")
+  return PROTOCOLS[name]
+
+
+# The committed results (results/) were run with these settings: keep them as they are.
+register_protocol(Protocol(
+    name='paper',
+    overrides=dict(hidden=128, batch_size=32, steps=10_000, eval_every=50, test_size=64),
+    seeds=10,
+    description='The training budget and model size of Ibarz et al. 2022 (10,000 steps, '
+                'hidden 128, batch 32, 10 seeds); meant for accelerators.'))
+register_protocol(Protocol(
+    name='cpu',
+    overrides=dict(hidden=32, batch_size=16, steps=500, eval_every=100, test_size=64),
+    seeds=3,
+    # At 500 steps the cpu baseline stays under 0.9 validation on dfs (70.1, 3 seeds)
+    # and naive_string_matcher (76.5); at 2,000 steps it reaches 0.92 and 0.96
+    # (results/protocol-check, seed 0), about 13 minutes a run.
+    algorithm_overrides={'dfs': dict(steps=2000, eval_every=250),
+                         'naive_string_matcher': dict(steps=2000, eval_every=250)},
+    description='Sized for a 2-core CPU: a baseline run in 2-10 minutes, and the baseline '
+                'at >= 0.9 in-distribution validation (results/cpu, README "Results"); '
+                'dfs and naive_string_matcher need 2,000 steps for that.'))
 
 # Triplet-GMPNN OOD micro-F1 (Ibarz et al. 2022, 10 seeds, FIELD.md), in %.
 TRIPLET_GMPNN = {
@@ -95,11 +152,7 @@ def parse_shard(text: Optional[str]) -> tuple[int, int]:
 
 def make_config(protocol: str, algorithm: str, method: str, seed: int, out: str,
                 overrides: dict, variant: Optional[dict] = None) -> TrainConfig:
-  if protocol not in PROTOCOLS:
-    raise ConfigError(f"unknown protocol '{protocol}'; choose one of: {', '.join(PROTOCOLS)}")
-  values = {**PROTOCOLS[protocol],
-            **PROTOCOL_ALGORITHM_OVERRIDES.get(protocol, {}).get(algorithm, {}),
-            **overrides, **(variant or {})}
+  values = {**get_protocol(protocol).settings(algorithm), **overrides, **(variant or {})}
   return TrainConfig(algorithm=algorithm, method=method, seed=seed,
                      out=run_dir(out, algorithm, method, seed, variant), **values).validate()
 
@@ -243,17 +296,32 @@ def _mean_std(xs):
   return m, sd
 
 
-def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
-  """Markdown table (and PNG plots) from every results.json under `root`."""
-  rows = collect(root)
-  if not rows:
-    raise ConfigError(f'no results.json under {root}')
+@dataclasses.dataclass
+class _Scores:
+  """What the report's tables read, per (algorithm, column): a column is a
+  method or a --vary variant of one (`_label`); scores in %."""
+  methods: list            # the columns, baseline first
+  algos: list
+  by_seed: dict            # (algorithm, column) -> {seed: OOD score}
+  by: dict                 # (algorithm, column) -> [OOD score per seed]
+  mean: dict               # (algorithm, column) -> mean OOD score
+  complete: dict           # (algorithm, column) -> has the seeds the grid asked for
+  val_by: dict             # (algorithm, column) -> [best validation score per run]
+  minutes_by: dict         # (algorithm, column) -> [minutes per run]
+  expected_seeds: Optional[int]
+
+  @property
+  def others(self) -> list:
+    """The columns compared with the baseline (difference columns), if there is one."""
+    return [m for m in self.methods if m != 'baseline'] if 'baseline' in self.methods else []
+
+
+def _scores(root: str, rows: list[dict]) -> _Scores:
   expected_seeds = None
   meta_path = os.path.join(root, 'sweep.json')
   if os.path.exists(meta_path):
     expected_seeds = json.load(open(meta_path)).get('seeds')
   methods = sorted({r['_label'] for r in rows}, key=lambda m: (m != 'baseline', m))
-  algos = sorted({r['algorithm'] for r in rows})
   by_seed, val_by, minutes_by = {}, {}, {}
   for r in rows:
     key = (r['algorithm'], r['_label'])
@@ -265,107 +333,133 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
     if spent:
       minutes_by.setdefault(key, []).append(spent / 60)
   by = {key: list(scores.values()) for key, scores in by_seed.items()}
-  mean = {key: _mean_std(xs)[0] for key, xs in by.items()}
-  # The methods compared with the baseline (difference columns), if there is one.
-  others = [m for m in methods if m != 'baseline'] if 'baseline' in methods else []
+  return _Scores(
+      methods=methods, algos=sorted({r['algorithm'] for r in rows}), by_seed=by_seed, by=by,
+      mean={key: _mean_std(xs)[0] for key, xs in by.items()},
+      complete={key: expected_seeds is None or len(xs) >= expected_seeds
+                for key, xs in by.items()},
+      val_by=val_by, minutes_by=minutes_by, expected_seeds=expected_seeds)
+
+
+def _paired_difference(s: _Scores, algorithm: str, method: str) -> str:
+  """Paired over the seeds both columns have (a seed is the same data stream and
+  initialisation for both), with the number of seeds `method` is ahead."""
+  mine, base = s.by_seed.get((algorithm, method), {}), s.by_seed.get((algorithm, 'baseline'), {})
+  seeds = sorted(set(mine) & set(base), key=str)
+  if not seeds:
+    return 'n/a'
+  d = [mine[k] - base[k] for k in seeds]
+  mu, sd = _mean_std(d)
+  wins = sum(x > 0 for x in d)
+  return f'{mu:+.2f} +- {sd:.2f} (ahead on {wins}/{len(seeds)})'
+
+
+def _ood_table(root: str, s: _Scores) -> list[str]:
+  """Title, and the OOD test score per algorithm and column, with the paper's
+  Triplet-GMPNN and the paired differences to the baseline."""
   lines = [f'# Results under `{root}`', '',
            'OOD test score (micro-F1 family, `clrs.evaluate`) in %, mean +- std over seeds '
            '(count in brackets). Triplet-GMPNN: Ibarz et al. 2022, 10 seeds, 10,000 steps. '
            + ('A cell with fewer seeds than the grid asked for is marked *incomplete* and '
-              'left out of the family means.' if expected_seeds else '')
+              'left out of the family means.' if s.expected_seeds else '')
            + ' Differences are paired by seed (over the seeds both methods have): mean +- std '
            'of the per-seed differences, and on how many seeds the method is ahead.', '']
-  head = '| algorithm | ' + ' | '.join(methods) + ' | Triplet-GMPNN |'
-  if others:
-    head += ' ' + ' | '.join(f'{m} - baseline' for m in others) + ' |'
+  head = '| algorithm | ' + ' | '.join(s.methods) + ' | Triplet-GMPNN |'
+  if s.others:
+    head += ' ' + ' | '.join(f'{m} - baseline' for m in s.others) + ' |'
   lines += [head, '|' + '---|' * (head.count('|') - 1)]
-  complete = {}
-  for a in algos:
+  for a in s.algos:
     cells = []
-    for m in methods:
-      xs = by.get((a, m), [])
+    for m in s.methods:
+      xs = s.by.get((a, m), [])
       if not xs:
         cells.append('missing')
         continue
       mu, sd = _mean_std(xs)
-      ok = expected_seeds is None or len(xs) >= expected_seeds
-      complete[(a, m)] = ok
-      cells.append(f'{mu:.2f} +- {sd:.2f} ({len(xs)})' + ('' if ok else ' *incomplete*'))
+      cells.append(f'{mu:.2f} +- {sd:.2f} ({len(xs)})'
+                   + ('' if s.complete[(a, m)] else ' *incomplete*'))
     line = f'| {a} | ' + ' | '.join(cells) + f" | {TRIPLET_GMPNN.get(a, float('nan')):.2f} |"
-    if others:
-      diffs = []
-      for m in others:
-        # Paired over the seeds both methods have (a seed is the same data stream
-        # and initialisation for both), with the number of seeds m is ahead.
-        mine, base = by_seed.get((a, m), {}), by_seed.get((a, 'baseline'), {})
-        seeds = sorted(set(mine) & set(base), key=str)
-        if seeds:
-          d = [mine[k] - base[k] for k in seeds]
-          mu, sd = _mean_std(d)
-          wins = sum(x > 0 for x in d)
-          diffs.append(f'{mu:+.2f} +- {sd:.2f} (ahead on {wins}/{len(seeds)})')
-        else:
-          diffs.append('n/a')
-      line += ' ' + ' | '.join(diffs) + ' |'
+    if s.others:
+      line += ' ' + ' | '.join(_paired_difference(s, a, m) for m in s.others) + ' |'
     lines.append(line)
-  # In distribution: best validation score (n = 16, model selection) and cost.
-  # The last column is model selection across columns (e.g. the values of a --vary
-  # sweep): the one with the highest mean validation score, never the test score.
-  lines += ['', 'Best in-distribution validation score in % (mean +- std) and minutes per run '
-            '(compile + train + validation + test, mean); the last column names the '
-            'method with the highest mean validation score:', '',
-            '| algorithm | ' + ' | '.join(f'{m} val | {m} min' for m in methods)
-            + ' | highest validation |',
-            '|' + '---|' * (2 * len(methods) + 2)]
-  for a in algos:
+  return lines
+
+
+def _validation_table(s: _Scores) -> list[str]:
+  """In distribution: best validation score (n = 16, model selection) and cost.
+  The last column is model selection across columns (e.g. the values of a --vary
+  sweep): the one with the highest mean validation score, never the test score."""
+  lines = ['', 'Best in-distribution validation score in % (mean +- std) and minutes per run '
+           '(compile + train + validation + test, mean); the last column names the '
+           'method with the highest mean validation score:', '',
+           '| algorithm | ' + ' | '.join(f'{m} val | {m} min' for m in s.methods)
+           + ' | highest validation |',
+           '|' + '---|' * (2 * len(s.methods) + 2)]
+  for a in s.algos:
     cells = []
-    for m in methods:
-      v, t = val_by.get((a, m)), minutes_by.get((a, m))
+    for m in s.methods:
+      v, t = s.val_by.get((a, m)), s.minutes_by.get((a, m))
       cells.append(f'{_mean_std(v)[0]:.1f} +- {_mean_std(v)[1]:.1f}' if v else 'n/a')
       cells.append(f'{sum(t) / len(t):.1f}' if t else 'n/a')
-    scored = [(_mean_std(val_by[(a, m)])[0], m) for m in methods if val_by.get((a, m))]
+    scored = [(_mean_std(s.val_by[(a, m)])[0], m) for m in s.methods if s.val_by.get((a, m))]
     cells.append(max(scored)[1] if scored else 'n/a')
     lines.append(f'| {a} | ' + ' | '.join(cells) + ' |')
-  # Per family: mean over algorithms whose cells are complete. A partial mean names
-  # its algorithms: means over different sets are not comparable.
-  family_head = '| family | ' + ' | '.join(methods) + ' | Triplet-GMPNN |'
-  if others:
-    family_head += ' ' + ' | '.join(f'{m} - baseline' for m in others) + ' |'
-  lines += ['', 'Per CLRS family: mean over the algorithms each cell names (complete cells '
-            'only); Triplet-GMPNN over the whole family.'
-            + (' A difference column compares a method with the baseline over the algorithms '
-               'both have complete, so the two means are over the same set.' if others else ''),
-            '', family_head, '|' + '---|' * (family_head.count('|') - 1)]
+  return lines
+
+
+def _family_table(s: _Scores) -> list[str]:
+  """Per family: mean over algorithms whose cells are complete. A partial mean
+  names its algorithms: means over different sets are not comparable."""
+  def complete(a, m):
+    return s.complete.get((a, m), False)
+
+  family_head = '| family | ' + ' | '.join(s.methods) + ' | Triplet-GMPNN |'
+  if s.others:
+    family_head += ' ' + ' | '.join(f'{m} - baseline' for m in s.others) + ' |'
+  lines = ['', 'Per CLRS family: mean over the algorithms each cell names (complete cells '
+           'only); Triplet-GMPNN over the whole family.'
+           + (' A difference column compares a method with the baseline over the algorithms '
+              'both have complete, so the two means are over the same set.' if s.others else ''),
+           '', family_head, '|' + '---|' * (family_head.count('|') - 1)]
   for fam, members in FAMILIES.items():
-    present = [a for a in members if a in algos]
+    present = [a for a in members if a in s.algos]
     if not present:
       continue
     cells = []
-    for m in methods:
-      used = [a for a in present if (a, m) in by and complete.get((a, m), False)]
-      vals = [mean[(a, m)] for a in used]
+    for m in s.methods:
+      used = [a for a in present if (a, m) in s.by and complete(a, m)]
+      vals = [s.mean[(a, m)] for a in used]
       which = 'all' if len(used) == len(members) else ', '.join(used)
       cells.append(f'{sum(vals) / len(vals):.2f} ({len(used)}/{len(members)}: {which})'
                    if vals else 'n/a')
     ref = sum(TRIPLET_GMPNN[a] for a in members) / len(members)
     line = f'| {fam} | ' + ' | '.join(cells) + f' | {ref:.2f} |'
-    if others:
+    if s.others:
       diffs = []
-      for m in others:
-        shared = [a for a in present if complete.get((a, m), False)
-                  and complete.get((a, 'baseline'), False)]
+      for m in s.others:
+        shared = [a for a in present if complete(a, m) and complete(a, 'baseline')]
         if not shared:
           diffs.append('n/a')
           continue
-        d = [mean[(a, m)] - mean[(a, 'baseline')] for a in shared]
+        d = [s.mean[(a, m)] - s.mean[(a, 'baseline')] for a in shared]
         ahead = sum(x > 0 for x in d)
         diffs.append(f'{sum(d) / len(d):+.2f} (ahead on {ahead}/{len(shared)}: '
                      f'{", ".join(shared)})')
       line += ' ' + ' | '.join(diffs) + ' |'
     lines.append(line)
-  text = '\n'.join(lines) + '\n'
+  return lines
+
+
+def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
+  """Markdown tables (and PNG plots) from every results.json under `root`:
+  OOD test scores, in-distribution validation and cost, per-family means."""
+  rows = collect(root)
+  if not rows:
+    raise ConfigError(f'no results.json under {root}')
+  s = _scores(root, rows)
+  text = '\n'.join(_ood_table(root, s) + _validation_table(s) + _family_table(s)) + '\n'
   if plots:
-    text += _plots(root, rows, methods, algos, by)
+    text += _plots(root, rows, s.methods, s.algos, s.by)
   out_md = out_md or os.path.join(root, 'report.md')
   with open(out_md, 'w') as f:
     f.write(text)
@@ -432,11 +526,15 @@ def _plots(root, rows, methods, algos, by) -> str:
 
 # --------------------------------------------------------------------------- CLI
 def add_commands(sub) -> None:
-  p = sub.add_parser('sweep', help='run a grid of algorithms x methods x seeds (resumable)')
+  p = sub.add_parser('sweep', help='run a grid of algorithms x methods x seeds (resumable)',
+                     epilog='protocols: ' + '; '.join(f'{p.name}: {p.description}'
+                                                      for p in PROTOCOLS.values()))
   p.add_argument('--protocol', default='cpu', help=f"one of {', '.join(PROTOCOLS)}")
   p.add_argument('--algorithms', nargs='+', required=True)
   p.add_argument('--methods', default='baseline,hint_relic')
-  p.add_argument('--seeds', type=int, default=None, help='default: the protocol\'s (paper 10, cpu 3)')
+  p.add_argument('--seeds', type=int, default=None,
+                 help="default: the protocol's ("
+                      + ', '.join(f'{p.name} {p.seeds}' for p in PROTOCOLS.values()) + ')')
   p.add_argument('--out', required=True)
   p.add_argument('--shard', default=None, help='i/N: this machine runs runs i, i+N, ...')
   p.add_argument('--workers', type=int, default=1,
@@ -454,7 +552,6 @@ def add_commands(sub) -> None:
 
 def parse_vary(items: list[str]) -> dict:
   """['relic_lambda=0.1,1.0', ...] -> {'relic_lambda': [0.1, 1.0], ...} (checked keys)."""
-  from nar.cli import parse_overrides
   vary = {}
   for item in items:
     key, sep, values = item.partition('=')
@@ -465,9 +562,8 @@ def parse_vary(items: list[str]) -> dict:
 
 
 def _cmd_sweep(args) -> int:
-  from nar.cli import parse_overrides
   overrides = parse_overrides(args.set)
-  seeds = args.seeds if args.seeds is not None else PROTOCOL_SEEDS.get(args.protocol, 1)
+  seeds = args.seeds if args.seeds is not None else get_protocol(args.protocol).seeds
   if seeds <= 0:
     raise ConfigError('--seeds must be a positive integer')
   done = sweep(args.protocol, args.algorithms, args.methods.split(','), seeds, args.out,
@@ -480,8 +576,3 @@ def _cmd_sweep(args) -> int:
 def _cmd_report(args) -> int:
   print(report(args.root, args.out))
   return 0
-
-
-if __name__ == '__main__':
-  from nar.cli import main
-  sys.exit(main(['sweep', *sys.argv[1:]]))

@@ -18,10 +18,11 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from nar import clrs_import  # noqa: F401  (quiet TensorFlow before dm-clrs loads it)
 import clrs
 
 from nar.batching import Batch
-from nar.checkpoint import sha256_file
+from nar.digest import sha256_file
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1

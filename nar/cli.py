@@ -50,27 +50,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                  help="let JAX detect the cluster (SLURM, Open MPI, ...) from its environment")
 
 
-def parse_overrides(items: list[str]) -> dict:
-  """`--set KEY=VALUE` items -> {key: value}; values are JSON when they parse."""
-  import dataclasses
-  from nar.config import ConfigError, TrainConfig
-  fields = {f.name for f in dataclasses.fields(TrainConfig)}
-  out = {}
-  for item in items:
-    if '=' not in item:
-      raise ConfigError(f'--set expects KEY=VALUE, got {item!r}')
-    k, v = item.split('=', 1)
-    if k not in fields:
-      raise ConfigError(f'unknown configuration key {k!r}; known: {", ".join(sorted(fields))}')
-    try:
-      out[k] = json.loads(v)
-    except ValueError:
-      out[k] = v
-  return out
-
-
 def _config_from_args(args):
   from nar.config import TrainConfig
+  from nar.overrides import parse_overrides
   values = {'algorithm': args.algorithm, 'method': args.method}
   for name in ('steps', 'hidden', 'batch_size', 'seed', 'processor', 'eval_every', 'test_size',
                'precision', 'out'):
@@ -85,10 +67,10 @@ def _config_from_args(args):
 
 
 def cmd_train(args) -> int:
+  config = _config_from_args(args)  # checked before JAX is imported: a bad setting answers at once
   from nar import distributed
   cluster = distributed.resolve(args.coordinator, args.num_processes, args.process_id,
                                 auto=args.distributed)
-  config = _config_from_args(args)
   distributed.initialize(cluster)   # before anything starts a JAX backend
   return _train_and_print(config, args.quiet)
 
@@ -114,12 +96,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_algorithms(args) -> int:
-  from nar.sample import CLRS30_ALGORITHMS, family_of, processed_spec
-  rows = []
-  for alg in CLRS30_ALGORITHMS:
-    spec = processed_spec(alg)
-    hints = [f'{k}:{loc}/{typ}' for k, (st, loc, typ) in spec.items() if st == 'hint']
-    rows.append((alg, family_of(alg), ', '.join(hints)))
+  # From the catalogue, not dm-clrs: answers without importing TensorFlow.
+  from nar.catalogue import CLRS30_ALGORITHMS, FAMILIES, HINTS
+  family = {a: f for f, members in FAMILIES.items() for a in members}
+  rows = [(alg, family[alg], ', '.join(HINTS[alg])) for alg in CLRS30_ALGORITHMS]
   w = max(len(r[0]) for r in rows)
   wf = max(len(r[1]) for r in rows)
   print(f"{'algorithm'.ljust(w)}  {'family'.ljust(wf)}  hints (name:location/type)")
@@ -133,7 +113,7 @@ def cmd_augment_report(args) -> int:
   argv = []
   if args.algorithms:
     argv += ['--algorithms', *args.algorithms]
-  argv += ['--samples', str(args.samples)]
+  argv += ['--samples', str(args.samples), '--sizes', args.sizes, '--seed', str(args.seed)]
   if args.out:
     argv += ['--out', args.out]
   return report.main(argv)
@@ -158,35 +138,45 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser('algorithms', help='list the 30 algorithms with their hints')
   p.set_defaults(fn=cmd_algorithms)
   p = sub.add_parser('augment-report', help='coverage and speed of the augmentations')
-  p.add_argument('--algorithms', nargs='*', default=None)
+  p.add_argument('--algorithms', nargs='*', default=None,
+                 help='names, space- or comma-separated (default: every one with a rule)')
   p.add_argument('--samples', type=_positive_int, default=20)
+  p.add_argument('--sizes', default='16', help='comma-separated sizes')
+  p.add_argument('--seed', type=int, default=0)
   p.add_argument('--out', default=None)
   p.set_defaults(fn=cmd_augment_report)
-  try:
-    from experiments import sweep
-    sweep.add_commands(sub)
-  except ImportError:
-    pass
+  from experiments import sweep   # a broken experiments import must show, not drop commands
+  sweep.add_commands(sub)
   return parser
+
+
+def _user_errors() -> tuple:
+  """The errors reported in one line. Only those of modules the command has
+  imported can have been raised: looked up in sys.modules, so that catching them
+  imports nothing (no JAX or dm-clrs for `nar algorithms` or a bad argument)."""
+  from nar.config import ConfigError
+  from nar.errors import RunError
+  errors = [ConfigError, RunError]
+  for module, name in (('nar.checkpoint', 'CheckpointError'),
+                       ('augment.core', 'UnsupportedAlgorithmError')):   # Hint-ReLIC, no rule
+    if module in sys.modules:
+      errors.append(getattr(sys.modules[module], name))
+  return tuple(errors)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
-  from nar.config import ConfigError
-  from nar.checkpoint import CheckpointError
-  try:
-    from nar.train import RunError
-  except Exception:  # pragma: no cover
-    RunError = RuntimeError  # noqa: N806
   try:
     return args.fn(args)
-  except (ConfigError, RunError, CheckpointError) as e:
-    print(f'nar: error: {e}', file=sys.stderr)
-    return 2
   except KeyboardInterrupt:
     print('nar: interrupted', file=sys.stderr)
     return 130
+  except Exception as e:  # pylint: disable=broad-except
+    if not isinstance(e, _user_errors()):
+      raise
+    print(f'nar: error: {e}', file=sys.stderr)
+    return 2
 
 
 if __name__ == '__main__':

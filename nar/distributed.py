@@ -22,6 +22,7 @@ from typing import Optional
 import jax
 
 from nar.config import ConfigError
+from nar.errors import RunError
 
 ENV_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')
 
@@ -77,7 +78,6 @@ def initialize(spec: ClusterSpec, timeout_s: int = 300) -> None:
   """`jax.distributed.initialize` for `spec`; nothing for a single process."""
   if not spec.is_distributed:
     return
-  from nar.train import RunError
   kwargs = {}
   if spec.coordinator is not None:
     kwargs = dict(coordinator_address=spec.coordinator, num_processes=spec.num_processes,

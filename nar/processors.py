@@ -24,7 +24,6 @@ import jax.numpy as jnp
 from nar import clrs_import  # noqa: F401  (quiet TensorFlow first)
 from clrs._src import processors as clrs_processors
 
-from nar.catalogue import PROCESSOR_KINDS  # noqa: F401  (re-exported)
 from nar.layers import Affine, Dense, LayerNorm, LayerNormParams, MLP, matmul, mlp_apply
 
 BIG = 1e9
@@ -221,9 +220,3 @@ class ProcessorConfig:
     return clrs_processors.get_processor_factory(
         self.kind, use_ln=self.use_ln, nb_triplet_fts=self.nb_triplet_fts,
         nb_heads=self.nb_heads)
-
-
-def check_processor(kind: str) -> str:
-  if kind not in PROCESSOR_KINDS:
-    raise ValueError(f"unknown processor '{kind}'; choose one of: {', '.join(PROCESSOR_KINDS)}")
-  return kind

@@ -30,13 +30,10 @@ from nar import distributed
 from nar import data as data_lib
 from nar.batching import Batch
 from nar.config import ConfigError, TrainConfig, config_conflicts, load_config_file
+from nar.errors import RunError
 from nar.evaluation import ScoreAccumulator, hard_outputs
 from nar.model import make_net, nb_dims_of, net_config_of
 from nar.sample import processed_spec
-
-
-class RunError(RuntimeError):
-  """A run cannot start or continue (bad run directory, diverged loss...)."""
 
 
 def versions() -> dict:

@@ -33,3 +33,19 @@ def test_help_and_argument_checks_do_not_import_dm_clrs():
           'print("clrs" in sys.modules, "jax" in sys.modules)\n')
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
   assert out.stdout.strip().splitlines()[-1] == 'False False'
+
+
+def _hint_table() -> dict:
+  from nar.sample import processed_spec
+  return {alg: tuple(f'{k}:{loc}/{typ}' for k, (stage, loc, typ) in processed_spec(alg).items()
+                     if stage == 'hint')
+          for alg in catalogue.CLRS30_ALGORITHMS}
+
+
+def test_hints_are_the_processed_specs():
+  expected = _hint_table()
+  table = ('HINTS: Mapping[str, tuple[str, ...]] = {\n'
+           + ''.join(f'    {a!r}: {h!r},\n' for a, h in expected.items()) + '}')
+  assert dict(catalogue.HINTS) == expected, (
+      'nar/catalogue.py HINTS differs from dm-clrs; its value now (wrap the lines):\n' + table)
+  assert tuple(catalogue.HINTS) == catalogue.CLRS30_ALGORITHMS

@@ -198,3 +198,37 @@ def test_family_difference_is_over_the_algorithms_both_methods_have(tmp_path):
   # algorithm both have, it is 10 points behind.
   assert '| 50.00 (2/12: bfs, dfs) | 80.00 (1/12: bfs) |' in family
   assert family.rstrip().endswith('| -10.00 (ahead on 0/1: bfs) |')
+
+
+def test_a_registered_protocol_configures_runs(tmp_path, monkeypatch):
+  monkeypatch.setattr(sw, 'PROTOCOLS', dict(sw.PROTOCOLS))     # registry restored afterwards
+  toy = sw.register_protocol(sw.Protocol(
+      name='toy', overrides=dict(hidden=8, steps=20, relic_lambda=0.5), seeds=2,
+      algorithm_overrides={'dfs': dict(steps=40)}, description='a test protocol'))
+  assert sw.get_protocol('toy') is toy and list(sw.PROTOCOLS)[-1] == 'toy'
+  bfs = sw.make_config('toy', 'bfs', 'hint_relic', 1, str(tmp_path), {'batch_size': 4})
+  assert (bfs.hidden, bfs.steps, bfs.relic_lambda, bfs.batch_size, bfs.seed) == (8, 20, 0.5, 4, 1)
+  assert bfs.out == sw.run_dir(str(tmp_path), 'bfs', 'hint_relic', 1)
+  assert sw.make_config('toy', 'dfs', 'baseline', 0, str(tmp_path), {}).steps == 40
+  assert sw.make_config('toy', 'dfs', 'baseline', 0, str(tmp_path), {}, {'steps': 3}).steps == 3
+  with pytest.raises(ConfigError, match='already registered'):
+    sw.register_protocol(sw.Protocol(name='toy', overrides={}, seeds=1))
+  for bad, match in ((dict(overrides={'hiden': 8}), 'hiden'),
+                     (dict(overrides={'seed': 3}), 'seed'),
+                     (dict(overrides={}, algorithm_overrides={'bogosort': {}}), 'bogosort'),
+                     (dict(overrides={}, seeds=0), 'seeds')):
+    with pytest.raises(ConfigError, match=match):
+      sw.register_protocol(sw.Protocol(**{'name': 'bad', 'seeds': 1, **bad}))
+  assert 'bad' not in sw.PROTOCOLS
+
+
+def test_the_protocols_of_the_committed_results_are_unchanged(tmp_path):
+  # results/ holds runs of these settings: `nar sweep` recognises a finished run
+  # only if its protocol still gives the settings it ran with.
+  assert {name: (p.overrides, p.seeds, p.algorithm_overrides)
+          for name, p in sw.PROTOCOLS.items() if name in ('paper', 'cpu')} == {
+      'paper': (dict(hidden=128, batch_size=32, steps=10_000, eval_every=50, test_size=64), 10,
+                {}),
+      'cpu': (dict(hidden=32, batch_size=16, steps=500, eval_every=100, test_size=64), 3,
+              {'dfs': dict(steps=2000, eval_every=250),
+               'naive_string_matcher': dict(steps=2000, eval_every=250)})}
