@@ -117,7 +117,9 @@ def variant_label(method: str, variant: Optional[dict] = None) -> str:
   variant of `--vary`: the run's directory and its column in the report."""
   if not variant:
     return method
-  return method + '@' + ','.join(f'{k}={json.dumps(v)}' for k, v in variant.items())
+  # Strings unquoted: the label is a directory name.
+  return method + '@' + ','.join(f'{k}={v if isinstance(v, str) else json.dumps(v)}'
+                                 for k, v in variant.items())
 
 
 def run_dir(out: str, algorithm: str, method: str, seed: int,
