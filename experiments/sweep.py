@@ -22,7 +22,8 @@ import os
 import sys
 from typing import Any, Mapping, Optional
 
-from nar.config import ConfigError, METHODS, TrainConfig
+from nar import registry
+from nar.config import ConfigError, TrainConfig
 from nar.catalogue import CLRS30_ALGORITHMS, FAMILIES
 from nar.overrides import parse_overrides
 
@@ -234,8 +235,8 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
     if a not in CLRS30_ALGORITHMS:
       raise ConfigError(f"unknown algorithm '{a}'; choose from `nar algorithms`")
   for m in methods:
-    if m not in METHODS:
-      raise ConfigError(f"unknown method '{m}'; choose one of: {', '.join(METHODS)}")
+    if m not in registry.methods():
+      raise ConfigError(f"unknown method '{m}'; choose one of: {', '.join(registry.methods())}")
   i, n = parse_shard(shard)
   todo, report, conflicts = [], [], []
   for k, (a, m, v, s) in enumerate(grid(algorithms, methods, seeds, vary)):

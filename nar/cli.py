@@ -25,14 +25,15 @@ def _positive_int(text: str) -> int:
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--algorithm', '-a', required=True, help='one of `nar algorithms`')
+  from nar import registry
   p.add_argument('--method', default='baseline',
-                 help='baseline | hint_relic | twins_only | contrast_no_kl '
-                      '(the last two: Hint-ReLIC ablations)')
+                 help='; '.join(f'{e.name}: {e.description}' for e in registry.methods().values())
+                 + ' (default: baseline)')
   p.add_argument('--steps', type=_positive_int, default=None)
   p.add_argument('--hidden', type=_positive_int, default=None)
   p.add_argument('--batch-size', type=_positive_int, default=None)
   p.add_argument('--seed', type=int, default=None)
-  p.add_argument('--processor', default=None, help='dm-clrs processor kind (default triplet_gmpnn)')
+  p.add_argument('--processor', default=None, help='processor kind: dm-clrs\'s or a registered one (default triplet_gmpnn)')
   p.add_argument('--eval-every', type=_positive_int, default=None)
   p.add_argument('--test-size', type=_positive_int, default=None)
   p.add_argument('--precision', default=None,

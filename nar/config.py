@@ -7,10 +7,8 @@ import json
 import os
 from typing import Optional
 
-from nar.catalogue import CLRS30_ALGORITHMS, PROCESSOR_KINDS
-
-# twins_only / contrast_no_kl: Hint-ReLIC ablations (see nar.hint_relic.ABLATIONS).
-METHODS = ('baseline', 'hint_relic', 'twins_only', 'contrast_no_kl')
+from nar import registry
+from nar.catalogue import CLRS30_ALGORITHMS
 PRECISIONS = ('float32', 'bfloat16')
 # How Hint-ReLIC computes the twin side (see nar.hint_relic): 'step', one
 # processor step per valid pair from the original's latent; 'rollout', the
@@ -68,11 +66,12 @@ class TrainConfig:
     if self.algorithm not in CLRS30_ALGORITHMS:
       raise ConfigError(f"unknown algorithm '{self.algorithm}'; choose one of: "
                         f"{', '.join(CLRS30_ALGORITHMS)}")
-    if self.method not in METHODS:
-      raise ConfigError(f"unknown method '{self.method}'; choose one of: {', '.join(METHODS)}")
-    if self.processor not in PROCESSOR_KINDS:
+    if self.method not in registry.methods():
+      raise ConfigError(f"unknown method '{self.method}'; choose one of: "
+                        f"{', '.join(registry.methods())}")
+    if self.processor not in registry.processor_kinds():
       raise ConfigError(f"unknown processor '{self.processor}'; choose one of: "
-                        f"{', '.join(PROCESSOR_KINDS)}")
+                        f"{', '.join(registry.processor_kinds())}")
     for name in ('steps', 'batch_size', 'hidden', 'eval_every', 'log_every', 'eval_batch_size',
                  'test_size', 'keep_checkpoints', 'prefetch', 'relic_critic_hidden',
                  'augmentations', 'relic_pairs'):

@@ -37,20 +37,13 @@ from nar.batching import Batch
 from nar.config import TrainConfig
 from nar.layers import mlp_apply
 from nar.losses import supervised_loss
+from nar.methods import Method
 from nar.model import dense_data, make_step_net, nb_dims_of, net_config_of
 from nar.processors import BIG
 
 from clrs._src import specs as clrs_specs
 
 _Type = clrs_specs.Type
-
-# Named ablations (config overrides on top of method=hint_relic).
-ABLATIONS = {
-    'hint_relic': {},
-    'twins_only': {'relic_contrast': False},          # data augmentation, no contrast
-    'contrast_no_kl': {'relic_alpha': 0.0},           # contrast without invariance KL
-}
-
 
 class PairData(NamedTuple):
   """Selected valid step pairs, per twin k (twin k augments original k // K).
@@ -302,13 +295,14 @@ def one_step_reps(step_net: hk.Transformed, spec: dict, params, rng, batch_x: Ba
                   {h: unflat(v) for h, v in step_y.pair_reps.items()}, twins.node_mask)
 
 
-class HintReLIC:
-  """Training method: batches carry originals, twins and the selected pairs."""
+class HintReLIC(Method):
+  """Training method: batches carry originals, twins and the selected pairs.
+  Registered as `hint_relic`, and with overrides as the ablations `twins_only`
+  and `contrast_no_kl` (see `nar.registry`)."""
 
   def __init__(self, config: TrainConfig, spec: dict):
     import augment
-    self.config = config
-    self.spec = spec
+    super().__init__(config, spec)
     self.augmenter = augment.get(config.algorithm)   # clear error when unsupported
     self.pointer_hints, self.other_hints = regularised_hints(spec, config.relic_hints)
     self.stream = data_lib.TrainStream(config.algorithm, config.seed, config.batch_size,

@@ -1,7 +1,8 @@
 """Training methods: what a training batch holds and which loss it gets.
 
-`baseline`: the CLRS supervised loss on fresh samples (dm-clrs examples/run.py).
-`hint_relic`: see `nar.hint_relic`.
+A method is a `Method` registered by name in `nar.registry` (the built-in ones:
+`baseline` here, `hint_relic` and its ablations in `nar.hint_relic`); the
+trainer (`nar.train`) needs nothing else of it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,46 @@ from nar.config import TrainConfig
 from nar.losses import supervised_loss
 
 
-class Baseline:
+class Method:
+  """The interface a training method gives the trainer.
+
+  The trainer calls, in order: `example_batch()` (to build the network),
+  `init(net, key, example)` (parameters), `loss_fn(net)` (jitted with the
+  optimizer), then per step `batch(step)` (host side, in a prefetch thread)
+  and `place(item, placement)` (on the devices); the update is
+  `loss_fn(net)(params, rng, *place(batch(step), placement))`.
+  """
+
   def __init__(self, config: TrainConfig, spec: dict):
     self.config = config
     self.spec = spec
+
+  def batch(self, step: int):
+    """Training item of step `step`: a pure function of (config.seed, step),
+    so a resumed run sees the batches an uninterrupted one would."""
+    raise NotImplementedError
+
+  def example_batch(self) -> Batch:
+    """A `Batch` of the training distribution, to create parameters."""
+    raise NotImplementedError
+
+  def init(self, net, key, example: Batch) -> dict:
+    """Parameters: the network's (`net.init`) and any of the method's own."""
+    raise NotImplementedError
+
+  def place(self, item, placement) -> tuple:
+    """The item on the devices (`placement.batch` / `placement.shard`), as the
+    tuple of arguments the loss takes after (params, rng)."""
+    raise NotImplementedError
+
+  def loss_fn(self, net):
+    """`(params, rng, *placed) -> (loss, dict of scalar terms)`."""
+    raise NotImplementedError
+
+
+class Baseline(Method):
+  def __init__(self, config: TrainConfig, spec: dict):
+    super().__init__(config, spec)
     self.stream = data_lib.TrainStream(config.algorithm, config.seed, config.batch_size,
                                        config.train_sizes)
 
@@ -42,11 +79,17 @@ class Baseline:
     return loss
 
 
-def get(config: TrainConfig, spec: dict):
-  if config.method == 'baseline':
-    return Baseline(config, spec)
-  from nar.hint_relic import ABLATIONS, HintReLIC
-  if config.method in ABLATIONS:
-    import dataclasses
-    return HintReLIC(dataclasses.replace(config, **ABLATIONS[config.method]), spec)
-  raise ValueError(f'unknown method {config.method}')
+def get(config: TrainConfig, spec: dict) -> Method:
+  """The method `config.method` names (see `nar.registry`), with the
+  configuration values it fixes applied."""
+  import dataclasses
+  from nar import registry
+  from nar.config import ConfigError
+  try:
+    entry = registry.method(config.method)
+  except KeyError:
+    raise ConfigError(f"unknown method '{config.method}'; choose one of: "
+                      f"{', '.join(registry.methods())}") from None
+  if entry.overrides:
+    config = dataclasses.replace(config, **entry.overrides)
+  return entry.factory()(config, spec)

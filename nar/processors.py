@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from nar import clrs_import  # noqa: F401  (quiet TensorFlow first)
 from clrs._src import processors as clrs_processors
 
+from nar import registry
 from nar.layers import Affine, Dense, LayerNorm, LayerNormParams, MLP, matmul, mlp_apply
 
 BIG = 1e9
@@ -214,9 +215,14 @@ class ProcessorConfig:
     return self.kind in FAST_KINDS
 
   def returns_edges(self) -> bool:
-    return 'triplet' in self.kind
+    added = registry.processors().get(self.kind)
+    return added.returns_edges if added else 'triplet' in self.kind
 
   def clrs_factory(self):
+    """`factory(out_size)` -> the processor module: a registered one, or dm-clrs's."""
+    added = registry.processors().get(self.kind)
+    if added is not None:
+      return added.factory
     return clrs_processors.get_processor_factory(
         self.kind, use_ln=self.use_ln, nb_triplet_fts=self.nb_triplet_fts,
         nb_heads=self.nb_heads)

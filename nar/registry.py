@@ -1,0 +1,126 @@
+"""Extension points by name: training methods and processors.
+
+The names live here, in the bottom layer (no dm-clrs, no JAX), so that a
+configuration is validated before anything heavy loads; an implementation is
+imported only when a run needs it.
+
+Adding a training method (see `nar.methods.Method` for the interface):
+
+    from nar.registry import register_method
+    register_method('my_method', 'my_package.my_module:MyMethod',
+                    description='one line for --help')
+
+Adding a processor (dm-clrs's `ProcessorFactory` contract: `factory(out_size)`
+returns a `clrs.processors.Processor`):
+
+    from nar.registry import register_processor
+    register_processor('my_processor', my_factory, returns_edges=False)
+
+Then `nar train --method my_method --processor my_processor` (in a process that
+imported the registering module, e.g. your own entry point calling
+`nar.cli.main`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable, Mapping, Optional, Union
+
+from nar.catalogue import PROCESSOR_KINDS
+
+Target = Union[str, Callable[..., Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodEntry:
+  """A training method.
+
+  Attributes:
+    name: the `--method` value.
+    target: `'module:attribute'` or the object itself: a callable
+      `(config, spec) -> Method` (normally a `nar.methods.Method` subclass).
+    overrides: configuration values the method fixes (how an ablation is a
+      method: `twins_only` is Hint-ReLIC with `relic_contrast=False`).
+    description: one line, shown by `--help`.
+  """
+  name: str
+  target: Target
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  description: str = ''
+
+  def factory(self) -> Callable[..., Any]:
+    return _resolve(self.target)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessorEntry:
+  """A processor added to dm-clrs's kinds: `factory(out_size)` -> a dm-clrs
+  `Processor` module; `returns_edges`: whether it returns triplet edge messages
+  (a `[B, N, N, H]` second output the decoders read)."""
+  name: str
+  factory: Callable[[int], Any]
+  returns_edges: bool = False
+
+
+_METHODS: dict[str, MethodEntry] = {}
+_PROCESSORS: dict[str, ProcessorEntry] = {}
+
+
+def _resolve(target: Target):
+  if not isinstance(target, str):
+    return target
+  module, _, attr = target.partition(':')
+  return getattr(importlib.import_module(module), attr)
+
+
+def register_method(name: str, target: Target, *, overrides: Optional[Mapping] = None,
+                    description: str = '') -> MethodEntry:
+  """Registers a training method under `name` (a name is registered once)."""
+  if not name or not isinstance(name, str):
+    raise ValueError(f'a method name must be a non-empty string, got {name!r}')
+  if name in _METHODS:
+    raise ValueError(f'method {name!r} is registered already')
+  entry = MethodEntry(name, target, dict(overrides or {}), description)
+  _METHODS[name] = entry
+  return entry
+
+
+def methods() -> Mapping[str, MethodEntry]:
+  return dict(_METHODS)
+
+
+def method(name: str) -> MethodEntry:
+  if name not in _METHODS:
+    raise KeyError(name)
+  return _METHODS[name]
+
+
+def register_processor(name: str, factory: Callable[[int], Any], *,
+                       returns_edges: bool = False) -> ProcessorEntry:
+  """Registers a processor kind beside dm-clrs's (a name is registered once)."""
+  if name in PROCESSOR_KINDS or name in _PROCESSORS:
+    raise ValueError(f'processor {name!r} exists already')
+  entry = ProcessorEntry(name, factory, returns_edges)
+  _PROCESSORS[name] = entry
+  return entry
+
+
+def processors() -> Mapping[str, ProcessorEntry]:
+  return dict(_PROCESSORS)
+
+
+def processor_kinds() -> tuple[str, ...]:
+  """dm-clrs's kinds and the registered ones."""
+  return tuple(PROCESSOR_KINDS) + tuple(_PROCESSORS)
+
+
+# The built-in methods.
+register_method('baseline', 'nar.methods:Baseline',
+                description='the CLRS supervised loss on fresh samples (dm-clrs examples/run.py)')
+register_method('hint_relic', 'nar.hint_relic:HintReLIC',
+                description='Hint-ReLIC: supervised loss + ReLIC contrast on causally-equivalent twins')
+register_method('twins_only', 'nar.hint_relic:HintReLIC', overrides={'relic_contrast': False},
+                description='ablation: Hint-ReLIC without the contrast (twins supervised only)')
+register_method('contrast_no_kl', 'nar.hint_relic:HintReLIC', overrides={'relic_alpha': 0.0},
+                description='ablation: Hint-ReLIC without the KL invariance penalty')
