@@ -89,10 +89,32 @@ def _train_and_print(config, quiet: bool) -> int:
 
 
 def cmd_evaluate(args) -> int:
-  from nar.train import evaluate_run
-  res = evaluate_run(args.run_dir, size=args.size, progress=not args.quiet,
-                     num_samples=args.samples)
+  from nar.config import ConfigError
+  if args.dm_clrs_params:
+    if args.run_dir or not args.algorithms:
+      raise ConfigError('--dm-clrs-params takes --algorithms and no run directory')
+    from nar.interop import evaluate_params, load_dm_clrs_params
+    params = load_dm_clrs_params(args.dm_clrs_params)
+    names = [a for item in args.algorithms for a in item.split(',') if a]
+    if len(names) > 1:
+      raise ConfigError('a dm-clrs parameter file of one algorithm (algo_0) is supported; '
+                        f'got {len(names)} algorithms')
+    res = evaluate_params(params, names[0], size=args.size, processor=args.processor,
+                          num_samples=args.samples, progress=not args.quiet)
+  else:
+    if not args.run_dir:
+      raise ConfigError('nar evaluate needs a run directory (or --dm-clrs-params FILE '
+                        '--algorithms NAME)')
+    from nar.train import evaluate_run
+    res = evaluate_run(args.run_dir, size=args.size, progress=not args.quiet,
+                       num_samples=args.samples)
   print(json.dumps(res, indent=1))
+  return 0
+
+
+def cmd_export(args) -> int:
+  from nar.interop import export_run
+  print(json.dumps(export_run(args.run_dir, args.file), indent=1))
   return 0
 
 
@@ -130,12 +152,25 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('config')
   p.add_argument('--quiet', action='store_true')
   p.set_defaults(fn=cmd_run)
-  p = sub.add_parser('evaluate', help="re-evaluate a run's best checkpoint")
-  p.add_argument('run_dir')
-  p.add_argument('--size', type=_positive_int, default=64)
-  p.add_argument('--samples', type=_positive_int, default=None)
+  p = sub.add_parser('evaluate', help="re-evaluate a run's best checkpoint (or a dm-clrs "
+                                      "parameter file) at any size")
+  p.add_argument('run_dir', nargs='?', default=None)
+  p.add_argument('--size', type=_positive_int, default=64, help='test size (default 64)')
+  p.add_argument('--samples', type=_positive_int, default=None,
+                 help="number of test samples (default: the split's, 32 x multiplier)")
+  p.add_argument('--dm-clrs-params', default=None, metavar='FILE',
+                 help="a file written by dm-clrs's BaselineModel.save_model (a pickle: "
+                      'only files you trust)')
+  p.add_argument('--algorithms', nargs='*', default=None, help='with --dm-clrs-params')
+  p.add_argument('--processor', default='triplet_gmpnn',
+                 help='with --dm-clrs-params: its processor kind (default triplet_gmpnn)')
   p.add_argument('--quiet', action='store_true')
   p.set_defaults(fn=cmd_evaluate)
+  p = sub.add_parser('export', help="write a run's best parameters as a dm-clrs parameter "
+                                    'file (BaselineModel.restore_model reads it)')
+  p.add_argument('run_dir')
+  p.add_argument('file')
+  p.set_defaults(fn=cmd_export)
   p = sub.add_parser('algorithms', help='list the 30 algorithms with their hints')
   p.set_defaults(fn=cmd_algorithms)
   p = sub.add_parser('augment-report', help='coverage and speed of the augmentations')
