@@ -34,6 +34,10 @@ INT_MAX = 2 ** 31 - 1
 MIN_SIZE = 4
 
 
+def _num(x) -> str:
+  return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f'{x:g}'
+
+
 def _short(value) -> str:
   text = repr(value)
   return text if len(text) <= 60 else text[:57] + '...'
@@ -62,11 +66,11 @@ class Rule:
             'sizes': 'list of integers', 'choice': choices}[self.kind]
     bounds = []
     if self.above is not None:
-      bounds.append(f'> {self.above:g}')
+      bounds.append(f'> {_num(self.above)}')
     if self.low is not None and (self.high is None or self.high >= INT_MAX):
-      bounds.append(f'>= {self.low:g}')
+      bounds.append(f'>= {_num(self.low)}')
     elif self.low is not None:
-      bounds.append(f'{self.low:g}..{self.high:g}')
+      bounds.append(f'{_num(self.low)}..{_num(self.high)}')
     text = base + (' ' + ', '.join(bounds) if bounds else '')
     return text + (' or null' if self.optional else '')
 
@@ -92,7 +96,7 @@ class Rule:
           or not all(isinstance(x, int) and not isinstance(x, bool) for x in value)):
         raise ConfigError(f'{name} must be a list of integers, got {_short(value)}')
       for x in value:
-        self._bounds(name, x, f'sizes >= {self.low:g}' if self.low is not None else '')
+        self._bounds(name, x, f'sizes >= {_num(self.low)}' if self.low is not None else '')
       return tuple(value)
     if self.kind == 'int':
       if not isinstance(value, int) or isinstance(value, bool):
@@ -113,11 +117,11 @@ class Rule:
 
   def _bounds(self, name, value, what: str = ''):
     if self.above is not None and not value > self.above:
-      raise ConfigError(f'{name} must be > {self.above:g}, got {_short(value)}')
+      raise ConfigError(f'{name} must be > {_num(self.above)}, got {_short(value)}')
     if self.low is not None and value < self.low:
-      raise ConfigError(f'{name} must be {what or f">= {self.low:g}"}, got {_short(value)}')
+      raise ConfigError(f'{name} must be {what or f">= {_num(self.low)}"}, got {_short(value)}')
     if self.high is not None and value > self.high:
-      raise ConfigError(f'{name} must be <= {self.high:g}, got {_short(value)}')
+      raise ConfigError(f'{name} must be <= {_num(self.high)}, got {_short(value)}')
     return value
 
 
