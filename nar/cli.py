@@ -206,7 +206,61 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+_PENDING_INTERRUPTS = [0]
+
+
+def _interrupt(signum, frame):
+  """SIGINT in `nar`: KeyboardInterrupt, as by default, but never lost. Python prints
+  and drops one raised inside a garbage-collector callback (JAX registers one that
+  runs often during start-up), a finaliser or a weakref callback: inside the first
+  two it comes again 50 ms later instead; and one that `nar` has not received
+  a second later (dropped elsewhere) comes again then."""
+  import gc
+  import threading
+  callbacks = {getattr(cb, '__code__', None) for cb in gc.callbacks}
+  f = frame
+  while f is not None:
+    if f.f_code in callbacks or f.f_code.co_name == '__del__':
+      _later(0.05, signum, always=True)
+      return
+    f = f.f_back
+  _PENDING_INTERRUPTS[0] += 1
+  _later(1.0, signum, always=False)
+  raise KeyboardInterrupt
+
+
+def _later(delay: float, signum: int, always: bool) -> None:
+  import _thread
+  import threading
+
+  def again():
+    if always or _PENDING_INTERRUPTS[0]:
+      _thread.interrupt_main(signum)
+  timer = threading.Timer(delay, again)
+  timer.daemon = True
+  timer.start()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+  import signal
+  import threading
+  # Only where Ctrl-C has its default meaning (not in a background job that ignores it).
+  ours = (threading.current_thread() is threading.main_thread()
+          and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+  if ours:
+    signal.signal(signal.SIGINT, _interrupt)
+  try:
+    return _main(argv)
+  except KeyboardInterrupt:       # also during start-up (imports, argument parsing)
+    print('nar: interrupted', file=sys.stderr)
+    return 130
+  finally:
+    _PENDING_INTERRUPTS[0] = 0      # received, or nothing left to interrupt
+    if ours:
+      signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   from nar.config import ConfigError
@@ -226,6 +280,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f'nar: error:{where} {cause(e)}', file=sys.stderr)
     return 2
   except KeyboardInterrupt:
+    _PENDING_INTERRUPTS[0] = 0
     print('nar: interrupted', file=sys.stderr)
     return 130
 
