@@ -286,6 +286,9 @@ def load_best(run: RunDir, state_template, best: dict, report=print, repair: boo
   else from the step checkpoint of that step (kept for this: the same parameters),
   which then re-establishes best/ (`repair`). RunError when neither holds them."""
   problem = _best_problem(run.best, state_template['params'], best['step'])
+  score = best.get('score')
+  what = (f"validation score {score:.4f} at step {best['step']}"
+          if isinstance(score, (int, float)) else f"step {best['step']}")
   if problem is None:
     return ckpt.load(run.best, state_template['params'])[0]
   source = run.step_checkpoint(best['step'])
@@ -295,7 +298,7 @@ def load_best(run: RunDir, state_template, best: dict, report=print, repair: boo
     if repair:
       ckpt.save(run.checkpoints, 'best', state['params'], {'step': best['step'], 'best': best})
       report(f'warning: best checkpoint {run.best} {problem}; re-established from {source} '
-             f"(the same parameters: validation score {best['score']:.4f} at step {best['step']})")
+             f'(the same parameters: {what})')
     else:
       report(f'warning: best checkpoint {run.best} {problem}; using {source} (the same '
              'parameters); run the training command again to re-establish best/')
@@ -303,8 +306,7 @@ def load_best(run: RunDir, state_template, best: dict, report=print, repair: boo
   raise RunError(
       f"best checkpoint {run.best} {problem}, and {source}, which held the same parameters, is "
       f"{source_problem if source_problem == 'missing' else 'unusable: ' + source_problem}: the "
-      f"best validation score ({best['score']:.4f} at step {best['step']}) cannot be "
-      f're-established. Training is deterministic: move {run.checkpoints} away and run the '
+      f'best parameters ({what}) cannot be re-established. Training is deterministic: move {run.checkpoints} away and run the '
       'training command again, which trains from the start and reproduces it')
 
 
@@ -491,10 +493,10 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
       bar.close()
 
   # Test: the parameters of the best validation step (and no others), out of distribution.
-  test_params, tested_step = jax.device_get(state['params']), step
+  test_params = jax.device_get(state['params'])
+  tested_step = best['step'] if best['step'] >= 0 else step
   if writer and best['step'] >= 0:
     test_params = load_best(run, jax.device_get(state), best, report=warn)
-    tested_step = best['step']
   test_params = placement.replicate(distributed.broadcast_from_writer(test_params))
   test = data_lib.load_split(config.algorithm, 'test', size=config.test_size,
                              num_samples=config.test_samples, cache_dir=cache_dir,
