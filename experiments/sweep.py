@@ -173,8 +173,11 @@ def finished_steps(out: str) -> int:
 
 
 def _run_in_process(config: TrainConfig, progress: bool):
-  from nar.train import train
-  return config.out, f"done, OOD {train(config, progress=progress)['test_score']:.4f}"
+  from nar.train import RunInUseError, train
+  try:
+    return config.out, f"done, OOD {train(config, progress=progress)['test_score']:.4f}"
+  except RunInUseError:     # another sweep into the same directory runs it now
+    return config.out, 'skipped (in use by another process)'
 
 
 def _run_in_subprocess(config: TrainConfig):
@@ -193,8 +196,11 @@ def _run_in_subprocess(config: TrainConfig):
     os.remove(f.name)
   if code != 0:
     return config.out, f'FAILED (exit code {code}; see train.log)'
-  with open(os.path.join(config.out, 'results.json')) as f:
-    return config.out, f"done, OOD {json.load(f)['test_score']:.4f}"
+  try:
+    with open(os.path.join(config.out, 'results.json')) as f:
+      return config.out, f"done, OOD {json.load(f)['test_score']:.4f}"
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    return config.out, f'FAILED (results.json unreadable: {e.__class__.__name__}; see train.log)'
 
 
 def record_grid(out: str, protocol: str, algorithms, methods, seeds: int,
@@ -202,28 +208,43 @@ def record_grid(out: str, protocol: str, algorithms, methods, seeds: int,
   """<out>/sweep.json: the grid this directory holds, for the report (which cells
   are complete). Several sweeps into one directory (the ablations of a grid, a
   part re-run with fewer seeds) add to it instead of replacing it."""
+  from nar import storage
   path = os.path.join(out, 'sweep.json')
   grid_def = {'protocol': protocol, 'algorithms': list(algorithms), 'methods': list(methods),
               'seeds': seeds, 'overrides': overrides or {}, 'vary': vary or {}}
-  if os.path.exists(path):
-    try:
-      with open(path) as f:
-        old = json.load(f)
-    except ValueError:
-      old = {}
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise storage.storage_error(out, e, 'create') from e
+  # Read-modify-write under a lock: sweeps started at once into `out` all add theirs.
+  with storage.locked(os.path.join(out, '.sweep.lock')):
+    _merge_grid(path, protocol, grid_def)
+    storage.atomic_write_json(path, grid_def)
+  return grid_def
+
+
+def _merge_grid(path: str, protocol: str, grid_def: dict) -> None:
+  if not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except (OSError, ValueError):
+    old = {}
+  try:
     if old.get('protocol') == protocol and old.get('overrides', {}) == grid_def['overrides']:
-      grid_def['algorithms'] = list(dict.fromkeys(old.get('algorithms', []) + grid_def['algorithms']))
-      grid_def['methods'] = list(dict.fromkeys(old.get('methods', []) + grid_def['methods']))
-      grid_def['seeds'] = max(int(old.get('seeds', 0)), seeds)
+      merged_def = dict(grid_def)
+      merged_def['algorithms'] = list(dict.fromkeys(old.get('algorithms', [])
+                                                    + grid_def['algorithms']))
+      merged_def['methods'] = list(dict.fromkeys(old.get('methods', []) + grid_def['methods']))
+      merged_def['seeds'] = max(int(old.get('seeds', 0)), grid_def['seeds'])
       merged = {k: list(v) for k, v in (old.get('vary') or {}).items()}
       for key, values in grid_def['vary'].items():
         merged[key] = list(dict.fromkeys(merged.get(key, []) + list(values)))
-      grid_def['vary'] = merged
-  os.makedirs(out, exist_ok=True)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(grid_def, f, indent=1)
-  os.replace(path + '.tmp', path)
-  return grid_def
+      merged_def['vary'] = merged
+      grid_def.update(merged_def)
+  except (AttributeError, TypeError, ValueError):
+    print(f'warning: {path} is not a sweep record; replaced')
 
 
 def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str = None,
@@ -238,6 +259,9 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
     if m not in registry.methods():
       raise ConfigError(f"unknown method '{m}'; choose one of: {', '.join(registry.methods())}")
   i, n = parse_shard(shard)
+  from nar.config import check_runnable
+  for a, m, v, _ in grid(algorithms, methods, 1, vary):  # e.g. Hint-ReLIC without a rule
+    check_runnable(make_config(protocol, a, m, 0, out, overrides or {}, v))
   todo, report, conflicts = [], [], []
   for k, (a, m, v, s) in enumerate(grid(algorithms, methods, seeds, vary)):
     if k % n != i:
@@ -268,10 +292,18 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
   if workers > 1:
     from concurrent.futures import ThreadPoolExecutor, as_completed
     with ThreadPoolExecutor(workers) as pool:
-      for future in as_completed([pool.submit(_run_in_subprocess, c) for c in todo]):
-        path, status = future.result()
-        report.append((path, status))
-        print(f'[sweep] {path}: {status}', flush=True)
+      futures = [pool.submit(_run_in_subprocess, c) for c in todo]
+      try:
+        for future in as_completed(futures):
+          path, status = future.result()
+          report.append((path, status))
+          print(f'[sweep] {path}: {status}', flush=True)
+      except KeyboardInterrupt:
+        # Ctrl-C: the runs going on get it too (same process group) and checkpoint;
+        # none of the waiting ones starts.
+        for future in futures:
+          future.cancel()
+        raise
   else:
     for config in todo:
       report.append(_run_in_process(config, progress))
@@ -283,14 +315,41 @@ def collect(root: str) -> list[dict]:
   rows = []
   for dirpath, _, files in os.walk(root):
     if 'results.json' in files:
-      with open(os.path.join(dirpath, 'results.json')) as f:
-        r = json.load(f)
+      r = _read_results(os.path.join(dirpath, 'results.json'))
       r['_dir'] = dirpath
       # The report's column: the method, or its --vary variant (the directory name).
       parent = os.path.basename(os.path.dirname(dirpath))
       r['_label'] = parent if parent.startswith(r['method'] + '@') else r['method']
       rows.append(r)
   return rows
+
+
+def _read_results(path: str) -> dict:
+  """A run's results.json; ConfigError naming the file when it is not one."""
+  try:
+    with open(path, 'rb') as f:
+      r = json.loads(f.read().decode('utf-8'))
+  except (OSError, ValueError) as e:
+    raise ConfigError(f'{path} is unreadable ({e.__class__.__name__}); move it away or '
+                      'fix it') from e
+  if not isinstance(r, dict):
+    raise ConfigError(f'{path} is not the results of a run (not a JSON object); move it away '
+                      'or fix it')
+  need = {'algorithm': str, 'method': str, 'test_score': (int, float)}
+  bad = [k for k, t in need.items() if not isinstance(r.get(k), t) or isinstance(r.get(k), bool)]
+  seed = r.get('seed')
+  if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+    bad.append('seed')
+  if bad:
+    raise ConfigError(f'{path} is not the results of a run (no valid {", ".join(bad)}); move '
+                      'it away or fix it')
+  best = r.get('best_val')
+  if not (isinstance(best, dict) and isinstance(best.get('score'), (int, float))):
+    r.pop('best_val', None)
+  if not isinstance(r.get('timings'), dict) or not all(
+      isinstance(v, (int, float)) or v is None for v in r['timings'].values()):
+    r.pop('timings', None)
+  return r
 
 
 def _mean_std(xs):
@@ -323,7 +382,14 @@ def _scores(root: str, rows: list[dict]) -> _Scores:
   expected_seeds = None
   meta_path = os.path.join(root, 'sweep.json')
   if os.path.exists(meta_path):
-    expected_seeds = json.load(open(meta_path)).get('seeds')
+    try:
+      with open(meta_path) as f:
+        expected_seeds = json.load(f)['seeds']
+      if isinstance(expected_seeds, bool) or not isinstance(expected_seeds, int):
+        raise TypeError(expected_seeds)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise ConfigError(f'{meta_path} is not a sweep record ({e.__class__.__name__}); move it '
+                        'away or fix it') from e
   methods = sorted({r['_label'] for r in rows}, key=lambda m: (m != 'baseline', m))
   by_seed, val_by, minutes_by = {}, {}, {}
   for r in rows:
@@ -464,13 +530,14 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
   if plots:
     text += _plots(root, rows, s.methods, s.algos, s.by)
   out_md = out_md or os.path.join(root, 'report.md')
-  with open(out_md, 'w') as f:
-    f.write(text)
+  from nar import storage
+  storage.atomic_write(out_md, text)
   return text
 
 
 def _plots(root, rows, methods, algos, by) -> str:
   import matplotlib
+  from nar import storage
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   # Per algorithm only the methods it has, side by side (a sparse grid, e.g. ablations
@@ -511,7 +578,8 @@ def _plots(root, rows, methods, algos, by) -> str:
       path = os.path.join(r['_dir'], 'metrics.jsonl')
       if not os.path.exists(path):
         continue
-      val = [json.loads(x) for x in open(path) if '"val"' in x]
+      records, _ = storage.read_jsonl(path)      # a torn line is left out
+      val = [v for v in records if v.get('kind') == 'val' and 'step' in v and 'score' in v]
       label = r['_label']
       ax.plot([v['step'] for v in val], [v['score'] for v in val],
               color=f'C{methods.index(label) % 10}', alpha=0.7,

@@ -4,16 +4,19 @@ One `.npz` per split plus a JSON manifest holding the key (algorithm, split,
 size, seed, number of samples), the dm-clrs version and the SHA-256 of the
 `.npz`. A file whose manifest is missing, whose checksum or key differs, or that
 was written by another dm-clrs version is reported and rebuilt, never used.
-Files are written to a temporary name and renamed, so a killed writer leaves no
-half-written entry behind.
+Files are written with `nar.storage.atomic_write` (a unique temporary name, then a
+rename), so a killed writer leaves no half-written entry behind and processes
+sharing the cache never share a temporary file. A cache that cannot be written
+(disk full, read-only) is reported and the run goes on without it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
-import tempfile
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -21,6 +24,7 @@ import numpy as np
 from nar import clrs_import  # noqa: F401  (quiet TensorFlow before dm-clrs loads it)
 import clrs
 
+from nar import storage
 from nar.batching import Batch
 from nar.digest import sha256_file
 
@@ -41,37 +45,29 @@ class SplitKey(NamedTuple):
             f'{self.num_samples}-clrs{clrs.__version__}')
 
 
-def _atomic_write(path: str, write) -> None:
-  directory = os.path.dirname(path) or '.'
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=os.path.basename(path))
-  os.close(fd)
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
-def save(cache_dir: str, key: SplitKey, batch: Batch) -> str:
-  os.makedirs(cache_dir, exist_ok=True)
+def save(cache_dir: str, key: SplitKey, batch: Batch) -> Optional[str]:
+  """Writes the entry; None (and a warning) when the cache cannot be written."""
   data = {'lengths': batch.lengths, 'node_mask': batch.node_mask}
   for group in ('inputs', 'hints', 'outputs'):
     for name, x in getattr(batch, group).items():
       data[f'{group}/{name}'] = x
   npz_path = os.path.join(cache_dir, key.stem + '.npz')
-
-  def write_npz(tmp):
-    with open(tmp, 'wb') as f:
-      np.savez(f, **data)
-  _atomic_write(npz_path, write_npz)
+  buffer = io.BytesIO()
+  np.savez(buffer, **data)
+  raw = buffer.getvalue()
   manifest = {'format': FORMAT_VERSION, 'key': key._asdict(), 'dm_clrs': clrs.__version__,
-              'sha256': sha256_file(npz_path)}
-
-  def write_manifest(tmp):
-    with open(tmp, 'w') as f:
-      json.dump(manifest, f, indent=1)
-  _atomic_write(npz_path[:-4] + '.json', write_manifest)
+              'sha256': hashlib.sha256(raw).hexdigest()}
+  try:
+    try:
+      os.makedirs(cache_dir, exist_ok=True)
+    except OSError as e:
+      raise storage.storage_error(cache_dir, e, 'create') from e
+    storage.atomic_write(npz_path, raw)
+    storage.atomic_write_json(npz_path[:-4] + '.json', manifest)
+  except storage.StorageError as e:
+    log.warning('cache entry %s not saved: %s', npz_path, e)
+    print(f'warning: {str(e).split("; ")[0]}; going on without caching this split')
+    return None
   return npz_path
 
 
@@ -93,7 +89,7 @@ def load(cache_dir: str, key: SplitKey) -> Optional[Batch]:
       problem = 'its key does not match'
     elif manifest.get('sha256') != sha256_file(npz_path):
       problem = 'checksum mismatch (truncated or corrupted)'
-  except (OSError, ValueError) as e:
+  except (OSError, ValueError, AttributeError) as e:
     problem = f'unreadable manifest ({e.__class__.__name__})'
   if problem is None:
     try:

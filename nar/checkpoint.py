@@ -2,24 +2,28 @@
 
 A checkpoint is a directory `step-<k>/` with `state.npz` (every array leaf of the
 state pytree, flattened) and `manifest.json` (tree structure, step, metadata and
-the SHA-256 of `state.npz`). It is written to a temporary directory and renamed
-in one step, so a killed writer never leaves a half checkpoint under a real name.
-On load, a checkpoint whose manifest, checksum or structure is wrong is reported
-and the previous good one is used. The last `keep` checkpoints and the best one
-(`best/`) are kept.
+the SHA-256 of `state.npz`). It is written to a temporary directory, read back
+and verified, and renamed in one step (`nar.storage`), so a killed writer or a
+full disk never leaves a half checkpoint under a real name. On load, a checkpoint
+whose manifest, checksum or structure is wrong is reported and the previous good
+one is used. The last `keep` step checkpoints are kept, and so are the best one
+(`best/`) and the step checkpoint of the best step (a second copy of the best
+parameters, from which a corrupt `best/` is re-established).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
-import tempfile
 from typing import Any, Optional
 
 import jax
 import numpy as np
+
+from nar import storage
 
 MANIFEST = 'manifest.json'
 STATE = 'state.npz'
@@ -38,47 +42,45 @@ def sha256_file(path: str) -> str:
   return h.hexdigest()
 
 
-def _fsync_dir(path: str) -> None:
-  try:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-      os.fsync(fd)
-    finally:
-      os.close(fd)
-  except OSError:
-    pass
-
-
 def save(directory: str, name: str, state: Any, metadata: dict) -> str:
-  """Writes `state` (a pytree of arrays) atomically as `directory/name`."""
-  os.makedirs(directory, exist_ok=True)
+  """Writes `state` (a pytree of arrays) atomically as `directory/name`, and reads
+  it back before it takes that name: a checkpoint that does not verify is never
+  put in place (`storage.StorageError`)."""
   leaves, treedef = jax.tree_util.tree_flatten(state)
-  tmp = tempfile.mkdtemp(dir=directory, prefix='.tmp-')
+  buffer = io.BytesIO()
+  np.savez(buffer, **{f'leaf_{i}': np.asarray(x) for i, x in enumerate(leaves)})
+  data = buffer.getvalue()
+  manifest = {'treedef': str(treedef), 'num_leaves': len(leaves),
+              'sha256': hashlib.sha256(data).hexdigest(), 'metadata': metadata}
+  final = os.path.join(directory, name)
+  tmp = storage.mkdtemp(directory)
   try:
-    state_path = os.path.join(tmp, STATE)
-    with open(state_path, 'wb') as f:
-      np.savez(f, **{f'leaf_{i}': np.asarray(x) for i, x in enumerate(leaves)})
-      f.flush()
-      os.fsync(f.fileno())
-    manifest = {'treedef': str(treedef), 'num_leaves': len(leaves),
-                'sha256': sha256_file(state_path), 'metadata': metadata}
-    with open(os.path.join(tmp, MANIFEST), 'w') as f:
-      json.dump(manifest, f, indent=1)
-      f.flush()
-      os.fsync(f.fileno())
-    final = os.path.join(directory, name)
-    if os.path.exists(final):
-      old = final + '.old'
-      shutil.rmtree(old, ignore_errors=True)
-      os.replace(final, old)
-      os.replace(tmp, final)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.replace(tmp, final)
-    _fsync_dir(directory)
+    storage.write_file(os.path.join(tmp, STATE), data, os.path.join(final, STATE))
+    storage.write_file(os.path.join(tmp, MANIFEST), storage.to_json(manifest),
+                       os.path.join(final, MANIFEST))
+    problem = verify(tmp)
+    if problem:
+      raise storage.StorageError(f'checkpoint {final} did not read back intact after writing '
+                                 f'({problem}); the previous checkpoints are kept', final)
+    storage.replace_dir(tmp, final)
     return final
   finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+    storage.remove_quietly(tmp)
+
+
+def recover(directory: str, name: str) -> bool:
+  """Puts back a checkpoint that a crash inside `save` left as `<name>.old`."""
+  return storage.recover_dir(os.path.join(directory, name))
+
+
+def read_metadata(path: str) -> Optional[dict]:
+  """The metadata of the checkpoint at `path` (unverified), None if unreadable."""
+  try:
+    with open(os.path.join(path, MANIFEST)) as f:
+      meta = json.load(f).get('metadata')
+  except (OSError, ValueError, AttributeError):
+    return None
+  return meta if isinstance(meta, dict) else None
 
 
 def verify(path: str, template: Any = None) -> Optional[str]:
@@ -89,6 +91,8 @@ def verify(path: str, template: Any = None) -> Optional[str]:
       manifest = json.load(f)
   except (OSError, ValueError) as e:
     return f'manifest unreadable ({e.__class__.__name__})'
+  if not isinstance(manifest, dict):
+    return 'manifest unreadable (not a checkpoint manifest)'
   state_path = os.path.join(path, STATE)
   if not os.path.exists(state_path):
     return 'state file missing'
@@ -106,16 +110,24 @@ def load(path: str, template: Any) -> tuple[Any, dict]:
   problem = verify(path, template)
   if problem:
     raise CheckpointError(f'checkpoint {path} is unusable: {problem}')
-  with open(os.path.join(path, MANIFEST)) as f:
-    manifest = json.load(f)
   t_leaves, treedef = jax.tree_util.tree_flatten(template)
-  with np.load(os.path.join(path, STATE)) as z:
-    leaves = [z[f'leaf_{i}'] for i in range(manifest['num_leaves'])]
+  try:
+    with open(os.path.join(path, MANIFEST)) as f:
+      manifest = json.load(f)
+    with np.load(os.path.join(path, STATE)) as z:
+      leaves = [z[f'leaf_{i}'] for i in range(manifest['num_leaves'])]
+    metadata = manifest['metadata']
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f'checkpoint {path} is unusable: unreadable ({e.__class__.__name__})'
+                          ) from e
+  if len(leaves) != len(t_leaves):
+    raise CheckpointError(f'checkpoint {path} is unusable: state structure differs from this '
+                          'configuration')
   for a, b in zip(leaves, t_leaves):
     if np.shape(a) != np.shape(b):
       raise CheckpointError(f'checkpoint {path} is unusable: array shapes differ from this '
                             'configuration')
-  return jax.tree_util.tree_unflatten(treedef, leaves), manifest['metadata']
+  return jax.tree_util.tree_unflatten(treedef, leaves), metadata
 
 
 def step_dirs(directory: str) -> list[tuple[int, str]]:
@@ -140,6 +152,20 @@ def latest_good(directory: str, template: Any, report=print) -> Optional[tuple[A
   return None
 
 
-def prune(directory: str, keep: int) -> None:
-  for _, path in step_dirs(directory)[keep:]:
-    shutil.rmtree(path, ignore_errors=True)
+def recover_all(directory: str) -> list[str]:
+  """Puts back every checkpoint a crash inside `save` left as `<name>.old`, and
+  removes the temporary directories of killed writers; the names put back."""
+  if not os.path.isdir(directory):
+    return []
+  back = [name[:-4] for name in sorted(os.listdir(directory))
+          if name.endswith('.old') and recover(directory, name[:-4])]
+  storage.remove_stale_temporaries(directory)
+  return back
+
+
+def prune(directory: str, keep: int, protect: Optional[int] = None) -> None:
+  """Removes all but the newest `keep` step checkpoints, except step `protect`
+  (the best step: the second copy of the best parameters)."""
+  for step, path in step_dirs(directory)[keep:]:
+    if step != protect:
+      shutil.rmtree(path, ignore_errors=True)

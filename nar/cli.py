@@ -23,25 +23,59 @@ def _positive_int(text: str) -> int:
   return v
 
 
+def _min_size(text: str) -> int:
+  v = _positive_int(text)
+  if v < 4:
+    raise argparse.ArgumentTypeError(f'must be >= 4 (smaller problems mean nothing), got {v}')
+  return v
+
+
+class _ListSettings(argparse.Action):
+  """`--list-settings`: every --set key with its type, default and meaning, then exit."""
+
+  def __init__(self, option_strings, dest, **kwargs):
+    super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    from nar.config import settings_table
+    rows = settings_table()
+    w = [max(len(r[k]) for r in rows) for k in range(3)]
+    lines = [f"{'key'.ljust(w[0])}  {'type'.ljust(w[1])}  {'default'.ljust(w[2])}  description"]
+    lines += [f'{k.ljust(w[0])}  {t.ljust(w[1])}  {d.ljust(w[2])}  {h}' for k, t, d, h in rows]
+    print('\n'.join(lines))
+    parser.exit(0)
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
+  import dataclasses
+  from nar.config import TrainConfig
+  fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+  def explain(name: str, extra: str = '') -> str:
+    f = fields[name]
+    return f"{f.metadata['rule'].help}{extra} (default {f.default})"
+
   p.add_argument('--algorithm', '-a', required=True, help='one of `nar algorithms`')
   from nar import registry
   p.add_argument('--method', default='baseline',
                  help='; '.join(f'{e.name}: {e.description}' for e in registry.methods().values())
                  + ' (default: baseline)')
-  p.add_argument('--steps', type=_positive_int, default=None)
-  p.add_argument('--hidden', type=_positive_int, default=None)
-  p.add_argument('--batch-size', type=_positive_int, default=None)
-  p.add_argument('--seed', type=int, default=None)
-  p.add_argument('--processor', default=None, help='processor kind: dm-clrs\'s or a registered one (default triplet_gmpnn)')
-  p.add_argument('--eval-every', type=_positive_int, default=None)
-  p.add_argument('--test-size', type=_positive_int, default=None)
+  p.add_argument('--steps', type=_positive_int, default=None, help=explain('steps'))
+  p.add_argument('--hidden', type=_positive_int, default=None, help=explain('hidden'))
+  p.add_argument('--batch-size', type=_positive_int, default=None, help=explain('batch_size'))
+  p.add_argument('--seed', type=int, default=None, help=explain('seed', ', 0 to 2^31-1'))
+  p.add_argument('--processor', default=None, help=explain('processor'))
+  p.add_argument('--eval-every', type=_positive_int, default=None, help=explain('eval_every'))
+  p.add_argument('--test-size', type=_min_size, default=None, help=explain('test_size'))
   p.add_argument('--precision', default=None,
-                 help='float32 (default) | bfloat16 (mixed precision: bfloat16 compute)')
+                 help='float32 | bfloat16 (mixed precision: bfloat16 compute; default float32)')
   p.add_argument('--out', default=None, help='run directory (default runs/<algorithm>-<method>-s<seed>)')
   p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                 help='any other TrainConfig field, e.g. --set relic_lambda=0.5 (JSON values)')
-  p.add_argument('--quiet', action='store_true')
+                 help='any other TrainConfig field, e.g. --set relic_lambda=0.5 (JSON values); '
+                      '--list-settings lists them')
+  p.add_argument('--list-settings', action=_ListSettings,
+                 help='list every --set key with its type, default and meaning, and exit')
+  p.add_argument('--quiet', action='store_true', help='no progress output')
   g = p.add_argument_group('several hosts (see README, "GPUs, several devices, several hosts")')
   g.add_argument('--coordinator', default=None, metavar='HOST:PORT',
                  help='address of process 0 (all processes pass the same)')
@@ -77,14 +111,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_run(args) -> int:
-  from nar.config import TrainConfig, load_config_file
-  return _train_and_print(TrainConfig.from_json(load_config_file(args.config)), args.quiet)
+  from nar.config import load_config
+  return _train_and_print(load_config(args.config), args.quiet)
 
 
 def _train_and_print(config, quiet: bool) -> int:
   from nar.train import train
   results = train(config, progress=not quiet)
   print(f"OOD score ({config.algorithm}, n={results['test_size']}): {results['test_score']:.4f}")
+  print(f'run directory: {config.out} (results.json, metrics.jsonl, checkpoints/)')
   return 0
 
 
@@ -155,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser('evaluate', help="re-evaluate a run's best checkpoint (or a dm-clrs "
                                       "parameter file) at any size")
   p.add_argument('run_dir', nargs='?', default=None)
-  p.add_argument('--size', type=_positive_int, default=64, help='test size (default 64)')
+  p.add_argument('--size', type=_min_size, default=64, help='problem size (default 64)')
   p.add_argument('--samples', type=_positive_int, default=None,
                  help="number of test samples (default: the split's, 32 x multiplier)")
   p.add_argument('--dm-clrs-params', default=None, metavar='FILE',
@@ -200,19 +235,86 @@ def _user_errors() -> tuple:
   return tuple(errors)
 
 
+_PENDING_INTERRUPTS = [0]
+
+
+def _interrupt(signum, frame):
+  """SIGINT in `nar`: KeyboardInterrupt, as by default, but never lost. Python prints
+  and drops one raised inside a garbage-collector callback (JAX registers one that
+  runs often during start-up), a finaliser or a weakref callback: inside the first
+  two it comes again 50 ms later instead; and one that `nar` has not received
+  a second later (dropped elsewhere) comes again then."""
+  import gc
+  import threading
+  callbacks = {getattr(cb, '__code__', None) for cb in gc.callbacks}
+  f = frame
+  while f is not None:
+    if f.f_code in callbacks or f.f_code.co_name == '__del__':
+      _later(0.05, signum, always=True)
+      return
+    f = f.f_back
+  _PENDING_INTERRUPTS[0] += 1
+  _later(1.0, signum, always=False)
+  raise KeyboardInterrupt
+
+
+def _later(delay: float, signum: int, always: bool) -> None:
+  import _thread
+  import threading
+
+  def again():
+    if always or _PENDING_INTERRUPTS[0]:
+      _thread.interrupt_main(signum)
+  timer = threading.Timer(delay, again)
+  timer.daemon = True
+  timer.start()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+  import signal
+  import threading
+  # Only where Ctrl-C has its default meaning (not in a background job that ignores it).
+  ours = (threading.current_thread() is threading.main_thread()
+          and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+  if ours:
+    signal.signal(signal.SIGINT, _interrupt)
+  try:
+    return _main(argv)
+  except KeyboardInterrupt:       # also during start-up (imports, argument parsing)
+    print('nar: interrupted', file=sys.stderr)
+    return 130
+  finally:
+    _PENDING_INTERRUPTS[0] = 0      # received, or nothing left to interrupt
+    if ours:
+      signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
+  from nar.storage import StorageError, cause
   try:
     return args.fn(args)
+  except StorageError as e:
+    print(f'nar: error: {_one_line(e)}', file=sys.stderr)
+    return 2
   except KeyboardInterrupt:
+    _PENDING_INTERRUPTS[0] = 0
     print('nar: interrupted', file=sys.stderr)
     return 130
   except Exception as e:  # pylint: disable=broad-except
-    if not isinstance(e, _user_errors()):
-      raise
-    print(f'nar: error: {e}', file=sys.stderr)
-    return 2
+    if isinstance(e, _user_errors()):
+      print(f'nar: error: {_one_line(e)}', file=sys.stderr)
+      return 2
+    if isinstance(e, OSError):   # a file the commands read or write, e.g. a full or read-only disk
+      where = f' {e.filename}' if e.filename else ''
+      print(f'nar: error:{where} {cause(e)}', file=sys.stderr)
+      return 2
+    raise
+
+
+def _one_line(e: BaseException) -> str:
+  return ' '.join(str(e).split('\n'))
 
 
 if __name__ == '__main__':

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-from typing import Optional
+from typing import Any, Optional
 
 from nar import registry
 from nar.catalogue import CLRS30_ALGORITHMS
+
 PRECISIONS = ('float32', 'bfloat16')
 # How Hint-ReLIC computes the twin side (see nar.hint_relic): 'step', one
 # processor step per valid pair from the original's latent; 'rollout', the
@@ -24,94 +26,178 @@ class ConfigError(ValueError):
   """A setting that is unknown, of the wrong type or out of range."""
 
 
+# Integers reach JAX's 32-bit counters (`fold_in(key, step)`) and NumPy's seeds.
+INT_MAX = 2 ** 31 - 1
+# Smaller inputs than this make no sense as a graph, an array or a string to
+# search in (and some dm-clrs samplers fail on them).
+MIN_SIZE = 4
+
+
+def _num(x) -> str:
+  return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f'{x:g}'
+
+
+def _short(value) -> str:
+  text = repr(value)
+  return text if len(text) <= 60 else text[:57] + '...'
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """What a setting may hold, declared next to its field (`setting(...)`).
+
+  kind: 'int' | 'float' | 'bool' | 'str' | 'choice' | 'sizes' (a non-empty list
+  of integers); `low`/`high` bound numbers (and each size) inclusively, `above`
+  exclusively; `optional`: None is allowed (it means the default the help text
+  names). Floats must be finite; integers are never booleans."""
+  kind: str
+  help: str
+  low: Optional[float] = None
+  high: Optional[float] = None
+  above: Optional[float] = None
+  choices: Any = ()               # names, or a function returning them (a registry)
+  optional: bool = False
+
+  def options(self) -> tuple:
+    return tuple(self.choices() if callable(self.choices) else self.choices)
+
+  def type_name(self) -> str:
+    options = self.options()
+    choices = ' | '.join(options) if len(options) <= 8 else f'one of {len(options)} names'
+    base = {'int': 'integer', 'float': 'number', 'bool': 'true|false', 'str': 'text',
+            'sizes': 'list of integers', 'choice': choices}[self.kind]
+    bounds = []
+    if self.above is not None:
+      bounds.append(f'> {_num(self.above)}')
+    if self.low is not None and (self.high is None or self.high >= INT_MAX):
+      bounds.append(f'>= {_num(self.low)}')
+    elif self.low is not None:
+      bounds.append(f'{_num(self.low)}..{_num(self.high)}')
+    text = base + (' ' + ', '.join(bounds) if bounds else '')
+    return text + (' or null' if self.optional else '')
+
+  def check(self, name: str, value):
+    """`value` as the field holds it (floats as float, sizes as a tuple), or ConfigError."""
+    if value is None and self.optional:
+      return None
+    if self.kind == 'choice':
+      if not isinstance(value, str) or value not in self.options():
+        raise ConfigError(f'unknown {name} {_short(value)}; choose one of: '
+                          f"{', '.join(self.options())}")
+      return value
+    if self.kind == 'bool':
+      if not isinstance(value, bool):
+        raise ConfigError(f'{name} must be true or false, got {_short(value)}')
+      return value
+    if self.kind == 'str':
+      if not isinstance(value, str) or not value or '\x00' in value:
+        raise ConfigError(f'{name} must be a non-empty text, got {_short(value)}')
+      return value
+    if self.kind == 'sizes':
+      if (not isinstance(value, (list, tuple)) or not value
+          or not all(isinstance(x, int) and not isinstance(x, bool) for x in value)):
+        raise ConfigError(f'{name} must be a list of integers, got {_short(value)}')
+      for x in value:
+        self._bounds(name, x, f'sizes >= {_num(self.low)}' if self.low is not None else '')
+      return tuple(value)
+    if self.kind == 'int':
+      if not isinstance(value, int) or isinstance(value, bool):
+        what = 'a positive integer' if self.low == 1 else 'an integer'
+        raise ConfigError(f'{name} must be {what}, got {_short(value)}')
+      return self._bounds(name, value, 'a positive integer' if self.low == 1 else '')
+    if self.kind == 'float':
+      if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f'{name} must be a number, got {_short(value)}')
+      try:
+        as_float = float(value)
+      except OverflowError:
+        as_float = math.inf
+      if not math.isfinite(as_float):
+        raise ConfigError(f'{name} must be a finite number, got {_short(value)}')
+      return self._bounds(name, as_float)
+    raise AssertionError(self.kind)
+
+  def _bounds(self, name, value, what: str = ''):
+    if self.above is not None and not value > self.above:
+      raise ConfigError(f'{name} must be > {_num(self.above)}, got {_short(value)}')
+    if self.low is not None and value < self.low:
+      raise ConfigError(f'{name} must be {what or f">= {_num(self.low)}"}, got {_short(value)}')
+    if self.high is not None and value > self.high:
+      raise ConfigError(f'{name} must be <= {_num(self.high)}, got {_short(value)}')
+    return value
+
+
+def setting(default, help: str, kind: str, **rule) -> dataclasses.Field:  # noqa: A002
+  """A TrainConfig field with its rule (see `Rule`)."""
+  return dataclasses.field(default=default, metadata={'rule': Rule(kind, help, **rule)})
+
+
+def _count(default, help, low=1, **rule):  # noqa: A002
+  return setting(default, help, 'int', low=low, high=INT_MAX, **rule)
+
+
 @dataclasses.dataclass
 class TrainConfig:
-  algorithm: str = 'bfs'
-  method: str = 'baseline'
-  steps: int = 10_000
-  batch_size: int = 32
-  hidden: int = 128
-  processor: str = 'triplet_gmpnn'
-  seed: int = 42
-  learning_rate: float = 1e-3
-  grad_clip: float = 1.0
-  train_sizes: tuple = (4, 7, 11, 13, 16)
-  eval_every: int = 500            # validation (and checkpoint) cadence, in steps
-  log_every: int = 10
-  eval_batch_size: int = 32
-  test_size: int = 64
-  val_size: Optional[int] = None   # default: 16 (string matchers 20)
-  test_samples: Optional[int] = None  # default: 32 x the algorithm's multiplier
-  val_samples: Optional[int] = None   # default: 64 x the algorithm's multiplier
-  keep_checkpoints: int = 3
-  out: str = 'runs/default'
-  cache_dir: Optional[str] = None  # default: $NAR_CACHE or ~/.cache/nar-hint-relic
-  prefetch: int = 4
-  precision: str = 'float32'      # 'bfloat16': mixed precision (float32 params and losses)
+  algorithm: str = setting('bfs', 'CLRS-30 algorithm (`nar algorithms`)', 'choice',
+                           choices=CLRS30_ALGORITHMS)
+  method: str = setting('baseline', 'training method (`nar train --help`; nar.registry)',
+                        'choice', choices=lambda: tuple(registry.methods()))
+  steps: int = _count(10_000, 'training steps')
+  batch_size: int = _count(32, 'training samples per step (over all devices)')
+  hidden: int = _count(128, 'width of the network')
+  processor: str = setting('triplet_gmpnn', "processor kind: dm-clrs's or a registered one",
+                           'choice', choices=registry.processor_kinds)
+  seed: int = _count(42, 'seed of initialisation and training data', low=0)
+  learning_rate: float = setting(1e-3, 'Adam learning rate', 'float', above=0)
+  grad_clip: float = setting(1.0, 'clip the gradient to this global norm (0: no clipping)',
+                             'float', low=0)
+  train_sizes: tuple = setting((4, 7, 11, 13, 16), 'training problem sizes, cycled by step',
+                               'sizes', low=MIN_SIZE, high=INT_MAX)
+  eval_every: int = _count(500, 'validation (and checkpoint) cadence, in steps')
+  log_every: int = _count(10, 'training-loss record cadence (metrics.jsonl), in steps')
+  eval_batch_size: int = _count(32, 'samples per evaluation batch')
+  test_size: int = _count(64, 'size of the out-of-distribution test problems', low=MIN_SIZE)
+  val_size: Optional[int] = _count(None, 'validation problem size (null: 16, string matchers 20)',
+                                   low=MIN_SIZE, optional=True)
+  test_samples: Optional[int] = _count(
+      None, "test samples (null: 32 x the algorithm's multiplier)", optional=True)
+  val_samples: Optional[int] = _count(
+      None, "validation samples (null: 64 x the algorithm's multiplier)", optional=True)
+  keep_checkpoints: int = _count(3, 'step checkpoints kept (besides best/ and its step)')
+  out: str = setting('runs/default', 'run directory', 'str')
+  cache_dir: Optional[str] = setting(
+      None, 'data and compilation cache (null: $NAR_CACHE or ~/.cache/nar-hint-relic)', 'str',
+      optional=True)
+  prefetch: int = _count(4, 'training batches prepared ahead of the step')
+  precision: str = setting('float32', 'bfloat16: mixed precision (float32 params and losses)',
+                           'choice', choices=PRECISIONS)
   # Hint-ReLIC (METHOD.md section 3); ignored by the baseline.
-  relic_lambda: float = 0.1       # weight of contrast + alpha * KL
-  relic_alpha: float = 1.0        # weight of the KL invariance penalty
-  relic_beta: float = 1.0         # supervision of the augmented twin
+  relic_lambda: float = setting(0.1, 'Hint-ReLIC: weight of contrast + alpha * KL', 'float',
+                                low=0)
+  relic_alpha: float = setting(1.0, 'Hint-ReLIC: weight of the KL invariance penalty', 'float',
+                               low=0)
+  relic_beta: float = setting(1.0, 'Hint-ReLIC: supervision of the augmented twin', 'float',
+                              low=0)
   # Chosen on insertion_sort validation (cpu protocol, 3 seeds, results/tuning): 0.5
   # scored 95.6 against 93.5 for 0.1 (lambda 0.1); lambda 1.0 was lower at either.
-  relic_temperature: float = 0.5
-  relic_critic_hidden: int = 128
-  relic_contrast: bool = True     # False: twins supervised only (data augmentation)
-  relic_hints: str = 'all'        # comma-separated hint names to regularise, or 'all'
-  augmentations: int = 1          # twins per sample
-  relic_pairs: int = 4            # valid step pairs per twin used by the contrast
-  relic_twin: str = 'rollout'     # 'step' | 'rollout': how the twin side is computed
+  relic_temperature: float = setting(0.5, 'Hint-ReLIC: temperature of the contrast', 'float',
+                                     above=0)
+  relic_critic_hidden: int = _count(128, 'Hint-ReLIC: width of the critic MLPs', low=2)
+  relic_contrast: bool = setting(True, 'Hint-ReLIC: false: twins supervised only (data '
+                                 'augmentation)', 'bool')
+  relic_hints: str = setting('all', 'Hint-ReLIC: comma-separated hint names to regularise, '
+                             'or all', 'str')
+  augmentations: int = _count(1, 'Hint-ReLIC: twins per sample')
+  relic_pairs: int = _count(4, 'Hint-ReLIC: valid step pairs per twin used by the contrast')
+  relic_twin: str = setting('rollout', "Hint-ReLIC: how the twin side is computed: 'step' (one "
+                            "processor step per pair) or 'rollout' (whole trajectory)",
+                            'choice', choices=RELIC_TWIN_MODES)
 
   def validate(self) -> 'TrainConfig':
-    if self.algorithm not in CLRS30_ALGORITHMS:
-      raise ConfigError(f"unknown algorithm '{self.algorithm}'; choose one of: "
-                        f"{', '.join(CLRS30_ALGORITHMS)}")
-    if self.method not in registry.methods():
-      raise ConfigError(f"unknown method '{self.method}'; choose one of: "
-                        f"{', '.join(registry.methods())}")
-    if self.processor not in registry.processor_kinds():
-      raise ConfigError(f"unknown processor '{self.processor}'; choose one of: "
-                        f"{', '.join(registry.processor_kinds())}")
-    for name in ('steps', 'batch_size', 'hidden', 'eval_every', 'log_every', 'eval_batch_size',
-                 'test_size', 'keep_checkpoints', 'prefetch', 'relic_critic_hidden',
-                 'augmentations', 'relic_pairs'):
-      v = getattr(self, name)
-      if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-        raise ConfigError(f'{name} must be a positive integer, got {v!r}')
-    for name in ('val_size', 'test_samples', 'val_samples'):
-      v = getattr(self, name)
-      if v is not None and (not isinstance(v, int) or v <= 0):
-        raise ConfigError(f'{name} must be a positive integer, got {v!r}')
-    for name in ('learning_rate', 'relic_temperature', 'grad_clip', 'relic_lambda',
-                 'relic_alpha', 'relic_beta'):
-      v = getattr(self, name)
-      if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f'{name} must be a number, got {v!r}')
-    for name in ('learning_rate', 'relic_temperature'):
-      if not getattr(self, name) > 0:
-        raise ConfigError(f'{name} must be > 0, got {getattr(self, name)!r}')
-    for name in ('grad_clip', 'relic_lambda', 'relic_alpha', 'relic_beta'):
-      if getattr(self, name) < 0:
-        raise ConfigError(f'{name} must be >= 0, got {getattr(self, name)!r}')
-    for name in ('relic_contrast',):
-      if not isinstance(getattr(self, name), bool):
-        raise ConfigError(f'{name} must be true or false, got {getattr(self, name)!r}')
-    if self.relic_twin not in RELIC_TWIN_MODES:
-      raise ConfigError(f"unknown relic_twin {self.relic_twin!r}; choose one of: "
-                        f"{', '.join(RELIC_TWIN_MODES)}")
-    if self.precision not in PRECISIONS:
-      raise ConfigError(f"unknown precision {self.precision!r}; choose one of: "
-                        f"{', '.join(PRECISIONS)}")
-    if not isinstance(self.relic_hints, str):
-      raise ConfigError(f'relic_hints must be "all" or comma-separated names, got {self.relic_hints!r}')
-    if not isinstance(self.train_sizes, (list, tuple)) or not all(
-        isinstance(x, int) and not isinstance(x, bool) for x in self.train_sizes):
-      raise ConfigError(f'train_sizes must be a list of integers, got {self.train_sizes!r}')
-    if not self.train_sizes or any(int(s) < 4 for s in self.train_sizes):
-      raise ConfigError(f'train_sizes must be sizes >= 4, got {self.train_sizes!r}')
-    if self.test_size < 4:
-      raise ConfigError(f'test_size must be >= 4, got {self.test_size}')
-    self.train_sizes = tuple(int(s) for s in self.train_sizes)
+    """Checks every field against its declared rule (and normalises: floats as
+    float, train_sizes as a tuple); ConfigError names the first bad one."""
+    for f in dataclasses.fields(self):
+      setattr(self, f.name, f.metadata['rule'].check(f.name, getattr(self, f.name)))
     return self
 
   def resolved_cache_dir(self) -> str:
@@ -125,14 +211,55 @@ class TrainConfig:
 
   @classmethod
   def from_json(cls, d: dict) -> 'TrainConfig':
+    """A validated configuration from a saved one (config.json); keys added since
+    it was saved take their legacy value or default (`migrate`)."""
+    if not isinstance(d, dict):
+      raise ConfigError(f'a configuration is a JSON object of settings, got {_short(d)}')
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - set(known))
     if unknown:
-      raise ConfigError(f'unknown configuration keys: {", ".join(unknown)}')
-    d = migrate(d)
-    if 'train_sizes' in d:
-      d['train_sizes'] = tuple(d['train_sizes'])
-    return cls(**d).validate()
+      raise ConfigError(f'unknown configuration keys: {_short(", ".join(unknown))}')
+    missing = [k for k in REQUIRED_KEYS if k not in d]
+    if missing:
+      raise ConfigError(f'configuration lacks {", ".join(missing)} (every saved run names its '
+                        'algorithm and method)')
+    return cls(**migrate(d)).validate()
+
+
+def check_runnable(config: 'TrainConfig') -> None:
+  """Checks that need the algorithm's specification (and import dm-clrs): a
+  Hint-ReLIC method needs an augmentation rule for the algorithm, and
+  `relic_hints` must name hints the algorithm has. ConfigError otherwise."""
+  if config.method == 'baseline':
+    return
+  import augment
+  supported = augment.supported()
+  if config.algorithm not in supported:
+    raise ConfigError(f"method {config.method} needs an augmentation rule, and "
+                      f"{config.algorithm} has none; supported: {', '.join(supported)}")
+  from nar.hint_relic import regularised_hints
+  from nar.sample import processed_spec
+  try:
+    pointers, others = regularised_hints(processed_spec(config.algorithm), config.relic_hints)
+  except ValueError as e:
+    raise ConfigError(f'relic_hints: {e}') from e
+  if not pointers and not others:
+    raise ConfigError(f'relic_hints {_short(config.relic_hints)} selects no hint: Hint-ReLIC '
+                      'would regularise nothing')
+
+
+# Keys a saved configuration must have: without them it is not a run's configuration.
+REQUIRED_KEYS = ('algorithm', 'method')
+
+
+def settings_table() -> list[tuple[str, str, str, str]]:
+  """(key, type, default, description) of every setting (`nar train --list-settings`)."""
+  rows = []
+  for f in dataclasses.fields(TrainConfig):
+    rule = f.metadata['rule']
+    default = list(f.default) if isinstance(f.default, tuple) else f.default
+    rows.append((f.name, rule.type_name(), json.dumps(default), rule.help))
+  return rows
 
 
 def migrate(saved: dict) -> dict:
@@ -167,8 +294,23 @@ def config_conflicts(saved: dict, new: 'TrainConfig') -> list[str]:
 
 
 def load_config_file(path: str) -> dict:
+  """The JSON object in `path`; ConfigError (naming the file) if it is unreadable."""
   try:
-    with open(path) as f:
-      return json.load(f)
+    with open(path, 'rb') as f:
+      d = json.loads(f.read().decode('utf-8'))
   except (OSError, ValueError) as e:
-    raise ConfigError(f'cannot read configuration {path}: {e}') from e
+    why = e.strerror if isinstance(e, OSError) and e.strerror else e.__class__.__name__
+    raise ConfigError(f'cannot read configuration {path}: {why}') from e
+  if not isinstance(d, dict):
+    raise ConfigError(f'cannot read configuration {path}: not a JSON object of settings')
+  return d
+
+
+def load_config(path: str) -> 'TrainConfig':
+  """`TrainConfig.from_json` of the file `path`; its errors name the file."""
+  try:
+    return TrainConfig.from_json(load_config_file(path))
+  except ConfigError as e:
+    if path in str(e):
+      raise
+    raise ConfigError(f'{path}: {e}') from e

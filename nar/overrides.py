@@ -24,6 +24,6 @@ def parse_overrides(items: list[str]) -> dict:
       raise ConfigError(f'unknown configuration key {k!r}; known: {", ".join(sorted(fields))}')
     try:
       out[k] = json.loads(v)
-    except ValueError:
+    except (ValueError, RecursionError):
       out[k] = v
   return out

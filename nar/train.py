@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import time
 from typing import Callable, Optional
 
@@ -28,12 +29,18 @@ import optax
 from nar import checkpoint as ckpt
 from nar import distributed
 from nar import data as data_lib
+from nar import storage
 from nar.batching import Batch
-from nar.config import ConfigError, TrainConfig, config_conflicts, load_config_file
+from nar.config import (MIN_SIZE, ConfigError, TrainConfig, check_runnable, config_conflicts,
+                        load_config, load_config_file)
 from nar.errors import RunError
 from nar.evaluation import ScoreAccumulator, hard_outputs
 from nar.model import make_net, nb_dims_of, net_config_of
 from nar.sample import processed_spec
+
+
+class RunInUseError(RunError):
+  """Another process holds the run directory."""
 
 
 def versions() -> dict:
@@ -156,70 +163,146 @@ def evaluate_split(predict, params, split: Batch, spec: dict, batch_size: int,
 
 # ---------------------------------------------------------------- run files
 class RunDir:
+  """The files of a run. Every write goes through `nar.storage`: a crash or a full
+  disk at any byte leaves each file's old content or its new one (metrics.jsonl:
+  whole records, a torn last line at worst, which resume drops with a warning)."""
+
   def __init__(self, path: str):
     self.path = path
     self.checkpoints = os.path.join(path, 'checkpoints')
+    self.best = os.path.join(self.checkpoints, 'best')
     self.config = os.path.join(path, 'config.json')
     self.metrics = os.path.join(path, 'metrics.jsonl')
     self.results = os.path.join(path, 'results.json')
     self.log = os.path.join(path, 'train.log')
 
+  def step_checkpoint(self, step: int) -> str:
+    return os.path.join(self.checkpoints, f'step-{step:08d}')
+
   def lock(self) -> None:
     """Refuses a second process on the same run (two sweeps, a repeated command):
     an exclusive lock on <run>/.lock, held until this process exits."""
     import fcntl
-    self._lock_file = open(os.path.join(self.path, '.lock'), 'w')
+    path = os.path.join(self.path, '.lock')
+    try:
+      self._lock_file = open(path, 'a')
+    except OSError as e:
+      raise storage.storage_error(path, e, 'open') from e
     try:
       fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-      raise RunError(f'{self.path} is in use by another process (a run is going on there); '
-                     'wait for it or stop it first') from None
+      self.unlock()
+      raise RunInUseError(f'{self.path} is in use by another process (a run is going on there); '
+                          'wait for it or stop it first') from None
 
   def unlock(self) -> None:
     if getattr(self, '_lock_file', None) is not None:
       self._lock_file.close()
       self._lock_file = None
 
-  def prepare(self, config: TrainConfig) -> bool:
-    """Creates or checks the directory (and locks it). Returns True if resuming."""
+  def saved_progress(self) -> bool:
+    """Whether anything worth keeping was saved: a checkpoint or results."""
+    return bool(ckpt.step_dirs(self.checkpoints) or os.path.isdir(self.best)
+                or os.path.exists(self.results))
+
+  def prepare(self, config: TrainConfig, report=print) -> bool:
+    """Creates or checks the directory (and locks it), then writes config.json
+    (`config` must be validated). Returns True if resuming."""
     try:
       os.makedirs(self.path, exist_ok=True)
-      probe = os.path.join(self.path, '.write-test')
-      with open(probe, 'w') as f:
-        f.write('ok')
-      os.remove(probe)
+      # A probe of its own: processes starting on one directory at once never share it.
+      fd, probe = tempfile.mkstemp(dir=self.path, prefix=storage.TMP_PREFIX, suffix='-probe')
+      os.close(fd)
+      storage.remove_quietly(probe)
     except OSError as e:
-      raise ConfigError(f'output directory {self.path} is not writable: {e.strerror}') from e
+      raise ConfigError(f'output directory {self.path} is not writable: {storage.cause(e)}') from e
     self.lock()
+    storage.remove_stale_temporaries(self.path)
     if os.path.exists(self.config):
-      saved = load_config_file(self.config)
+      try:
+        saved = load_config_file(self.config)
+      except ConfigError as e:
+        raise RunError(f'{e}; move it away (or use another --out) to start this run '
+                       'there') from e
       conflicts = config_conflicts(saved, config)
-      if conflicts:
+      if conflicts and self.saved_progress():
         raise RunError(f'{self.path} holds a run with another configuration ('
                        + '; '.join(conflicts) + '); use another --out or the same settings')
-      resuming = True
+      if conflicts:
+        report(f'warning: {self.config} named other settings ({"; ".join(conflicts)}) but '
+               'that start saved nothing; replaced')
+      resuming = not conflicts
     else:
       resuming = False
-    with open(self.config + '.tmp', 'w') as f:
-      json.dump(config.to_json(), f, indent=1)
-    os.replace(self.config + '.tmp', self.config)
+    storage.atomic_write_json(self.config, config.to_json(), allow_nan=False)
     return resuming
 
   def append_metrics(self, record: dict) -> None:
-    with open(self.metrics, 'a') as f:
-      f.write(json.dumps(record) + '\n')
+    storage.append_line(self.metrics, json.dumps(record))
 
-  def truncate_metrics(self, after_step: int) -> None:
-    """On resume, drop records the resumed run will write again."""
+  def read_metrics(self, report=print) -> list[dict]:
+    """The records of metrics.jsonl; a torn or foreign line is skipped with a warning."""
+    if not os.path.exists(self.metrics):
+      return []
+    try:
+      records, problems = storage.read_jsonl(self.metrics)
+    except OSError as e:
+      raise storage.storage_error(self.metrics, e, 'read') from e
+    for problem in problems:
+      report(f'warning: {self.metrics}: {problem}; skipped')
+    return records
+
+  def truncate_metrics(self, after_step: int, report=print) -> None:
+    """On resume, drop records the resumed run will write again (and any torn line)."""
     if not os.path.exists(self.metrics):
       return
-    with open(self.metrics) as f:
-      lines = [json.loads(x) for x in f if x.strip()]
-    keep = [r for r in lines if r.get('step', 0) <= after_step and r.get('kind') != 'test']
-    with open(self.metrics + '.tmp', 'w') as f:
-      for r in keep:
-        f.write(json.dumps(r) + '\n')
-    os.replace(self.metrics + '.tmp', self.metrics)
+    keep = [r for r in self.read_metrics(report)
+            if isinstance(r.get('step', 0), (int, float)) and r.get('step', 0) <= after_step
+            and r.get('kind') != 'test']
+    storage.atomic_write(self.metrics, ''.join(json.dumps(r) + '\n' for r in keep))
+
+
+# ----------------------------------------------------------- best checkpoint
+def _best_problem(path: str, params_template, step: int) -> Optional[str]:
+  """Why the best checkpoint at `path` is not the parameters of `step` (None: it is)."""
+  if not os.path.isdir(path):
+    return 'is missing'
+  problem = ckpt.verify(path, params_template)
+  if problem:
+    return f'is unusable ({problem})'
+  held = (ckpt.read_metadata(path) or {}).get('step')
+  if held != step:
+    return f'holds step {held}, not the best step {step}'
+  return None
+
+
+def load_best(run: RunDir, state_template, best: dict, report=print, repair: bool = True):
+  """The parameters of the best validation step `best['step']`: from checkpoints/best,
+  else from the step checkpoint of that step (kept for this: the same parameters),
+  which then re-establishes best/ (`repair`). RunError when neither holds them."""
+  problem = _best_problem(run.best, state_template['params'], best['step'])
+  score = best.get('score')
+  what = (f"validation score {score:.4f} at step {best['step']}"
+          if isinstance(score, (int, float)) else f"step {best['step']}")
+  if problem is None:
+    return ckpt.load(run.best, state_template['params'])[0]
+  source = run.step_checkpoint(best['step'])
+  source_problem = ckpt.verify(source, state_template) if os.path.isdir(source) else 'missing'
+  if source_problem is None:
+    state, _ = ckpt.load(source, state_template)
+    if repair:
+      ckpt.save(run.checkpoints, 'best', state['params'], {'step': best['step'], 'best': best})
+      report(f'warning: best checkpoint {run.best} {problem}; re-established from {source} '
+             f'(the same parameters: {what})')
+    else:
+      report(f'warning: best checkpoint {run.best} {problem}; using {source} (the same '
+             'parameters); run the training command again to re-establish best/')
+    return state['params']
+  raise RunError(
+      f"best checkpoint {run.best} {problem}, and {source}, which held the same parameters, is "
+      f"{source_problem if source_problem == 'missing' else 'unusable: ' + source_problem}: the "
+      f'best parameters ({what}) cannot be re-established. Training is deterministic: move {run.checkpoints} away and run the '
+      'training command again, which trains from the start and reproduces it')
 
 
 def _install_stop_handlers(flag: list) -> dict:
@@ -250,6 +333,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
   `results.json`). `stop_after` ends the process's work at that step without
   finishing (used to test resumption)."""
   config.validate()
+  check_runnable(config)       # before anything is written: nothing blocks a corrected command
   run = RunDir(config.out)
   try:
     return _train(run, config, progress, stop_after, method_factory)
@@ -261,7 +345,9 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
            method_factory: Optional[Callable]) -> dict:
   # Several hosts: process 0 owns the run directory and broadcasts what it reads.
   writer = distributed.is_writer()
-  resuming = run.prepare(config) if writer else False
+  # Repairs and skipped files are reported even in a quiet run.
+  warn = (lambda msg: print(msg, flush=True)) if writer else (lambda msg: None)
+  resuming = run.prepare(config, report=warn) if writer else False
   spec = processed_spec(config.algorithm)
   placement = Placement.create(config.batch_size)
   cache_dir = config.resolved_cache_dir()
@@ -297,7 +383,10 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
   timings = {'compile_s': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'steps_timed': 0,
              'processes': 1}
   if resuming:
-    found = ckpt.latest_good(run.checkpoints, state, report=say)
+    for name in ckpt.recover_all(run.checkpoints):
+      warn(f'warning: checkpoint {name} was being replaced when the last process stopped; '
+           'its previous version is put back')
+    found = ckpt.latest_good(run.checkpoints, state, report=warn)
     if found is not None:
       state, meta, path = found
       start_step, best = meta['step'], meta['best']
@@ -306,12 +395,14 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
         timings[key] += earlier.get(key, 0)
       timings['processes'] += earlier.get('processes', 0)
       say(f'[nar] resuming from {path} (step {start_step})')
+      if best['step'] >= 0:     # checked now, not at the end: re-established or refused
+        load_best(run, state, best, report=warn)
   state, start_step, best_score, best_step = distributed.broadcast_from_writer(
       (jax.device_get(state), np.int64(start_step), np.float64(best['score']),
        np.int64(best['step'])))
   start_step, best = int(start_step), {'score': float(best_score), 'step': int(best_step)}
   if writer:
-    run.truncate_metrics(start_step)
+    run.truncate_metrics(start_step, report=warn)
   state = placement.replicate(state)
   update = make_update(method.loss_fn(net), optimizer, placement)
   predict = make_predict(net, spec, placement)
@@ -321,7 +412,8 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
       return None
     meta = {'step': step, 'best': best, 'config': config.to_json(), 'timings': dict(timings)}
     path = ckpt.save(run.checkpoints, f'step-{step:08d}', jax.device_get(state), meta)
-    ckpt.prune(run.checkpoints, config.keep_checkpoints)
+    # The best step's checkpoint stays: the second copy of the best parameters.
+    ckpt.prune(run.checkpoints, config.keep_checkpoints, protect=best['step'])
     return path
 
   last_good = None
@@ -386,17 +478,20 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
             ckpt.save(run.checkpoints, 'best', jax.device_get(state['params']),
                       {'step': step, 'best': best})
         last_good = save_state(step)
+    if stop_signal:     # came during the last steps: stopped before the test, as asked
+      raise RunError(f'stopped by {stop_signal[0]} at step {step}, the last; checkpoint saved at '
+                     f'{last_good}; run the same command again to test and write results.json')
   finally:
     _restore_handlers(previous_handlers)
     prefetch.close()
     if bar is not None:
       bar.close()
 
-  # Test: the best validation checkpoint, out of distribution.
-  best_path = os.path.join(run.checkpoints, 'best')
+  # Test: the parameters of the best validation step (and no others), out of distribution.
   test_params = jax.device_get(state['params'])
-  if writer and os.path.isdir(best_path):
-    test_params, _ = ckpt.load(best_path, test_params)
+  tested_step = best['step'] if best['step'] >= 0 else step
+  if writer and best['step'] >= 0:
+    test_params = load_best(run, jax.device_get(state), best, report=warn)
   test_params = placement.replicate(distributed.broadcast_from_writer(test_params))
   test = data_lib.load_split(config.algorithm, 'test', size=config.test_size,
                              num_samples=config.test_samples, cache_dir=cache_dir,
@@ -413,13 +508,11 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
       'algorithm': config.algorithm, 'method': config.method, 'seed': config.seed,
       'config': config.to_json(), 'versions': versions(),
       'best_val': best, 'test': test_scores, 'test_score': test_scores['score'],
-      'test_size': config.test_size, 'steps': step,
+      'test_size': config.test_size, 'steps': step, 'tested_step': tested_step,
       'timings': {**timings, 'train_samples_per_s': samples_per_s},
   }
   if writer:
-    with open(run.results + '.tmp', 'w') as f:
-      json.dump(results, f, indent=1)
-    os.replace(run.results + '.tmp', run.results)
+    storage.atomic_write_json(run.results, results)
   say(f"[nar] {config.algorithm} {config.method}: best val {best['score']:.4f} at step "
       f"{best['step']}; OOD test (n={config.test_size}) score {test_scores['score']:.4f}")
   return results
@@ -428,27 +521,56 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
 def evaluate_run(run_dir: str, size: int = 64, progress: bool = True,
                  num_samples: Optional[int] = None) -> dict:
   """Re-evaluates the best checkpoint of a run at another size."""
+  if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE:
+    raise ConfigError(f'evaluation size must be an integer >= {MIN_SIZE} (smaller problems '
+                      f'mean nothing), got {size!r}')
   run = RunDir(run_dir)
   if not os.path.exists(run.config):
     raise RunError(f'{run_dir} is not a run directory (no config.json)')
-  config = TrainConfig.from_json(load_config_file(run.config))
+  config = load_config(run.config)
   enable_compilation_cache(config.resolved_cache_dir())
   spec = processed_spec(config.algorithm)
-  best_path = os.path.join(run.checkpoints, 'best')
-  if not os.path.isdir(best_path):
+  if not os.path.isdir(run.checkpoints) or not os.listdir(run.checkpoints):
     raise RunError(f'{run_dir} has no best checkpoint yet (checkpoints/best)')
   from nar import methods
-  example = methods.get(config, spec).example_batch()
+  method = methods.get(config, spec)
+  example = method.example_batch()
   net = build_network(config, spec, example)
-  template = net.init(jax.random.PRNGKey(0), example.inputs, example.hints, example.lengths,
-                      example.node_mask, is_training=False)
-  try:
-    params, meta = ckpt.load(best_path, template)
-  except ckpt.CheckpointError as e:
-    raise RunError(str(e)) from e
+  # The trained state's structure (Hint-ReLIC's parameters include its critic), traced
+  # only: the values come from the checkpoint.
+  def state_of_a_run():
+    params = method.init(net, jax.random.PRNGKey(0), example)
+    return {'params': params, 'opt_state': make_optimizer(config).init(params)}
+  template = jax.eval_shape(state_of_a_run)
+  best = _recorded_best(run)
+  if best is None:
+    raise RunError(f'{run_dir} has no usable best checkpoint (checkpoints/best) and no record '
+                   'of its best step; run the training command again')
+  params = load_best(run, template, best, repair=False,
+                     report=lambda msg: print(msg, file=sys.stderr, flush=True))
   split = data_lib.load_split(config.algorithm, 'test', size=size, num_samples=num_samples,
                               cache_dir=config.resolved_cache_dir(), progress=progress)
   scores = evaluate_split(make_predict(net, spec), params, split, spec, config.eval_batch_size,
                           progress='evaluating' if progress else None)
   return {'run': run_dir, 'algorithm': config.algorithm, 'size': size,
-          'checkpoint_step': meta['step'], **scores}
+          'checkpoint_step': best['step'], **scores}
+
+
+def _recorded_best(run: RunDir) -> Optional[dict]:
+  """The best validation step of a run: from results.json (a finished run), else
+  the newest intact step checkpoint, else checkpoints/best's own record."""
+  try:
+    with open(run.results) as f:
+      best = json.load(f).get('best_val')
+    if isinstance(best, dict) and isinstance(best.get('step'), int):
+      return best
+  except (OSError, ValueError, AttributeError):
+    pass
+  for _, path in ckpt.step_dirs(run.checkpoints):
+    if ckpt.verify(path) is None:
+      best = (ckpt.read_metadata(path) or {}).get('best')
+      if isinstance(best, dict) and isinstance(best.get('step'), int) and best['step'] >= 0:
+        return best
+      break
+  best = (ckpt.read_metadata(run.best) or {}).get('best')
+  return best if isinstance(best, dict) and isinstance(best.get('step'), int) else None

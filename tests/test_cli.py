@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import json
 
 import pytest
 
@@ -116,3 +117,160 @@ def test_augment_report_rejects_an_unknown_name_in_one_line(capsys):
   assert e.value.code == 2
   err = capsys.readouterr().err.strip()
   assert "unknown algorithm 'bogosort'" in err and len(err.splitlines()) == 1
+def _one_line_exit_2(argv, capsys):
+  with pytest.raises(SystemExit) as e:
+    raise SystemExit(main(argv))
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and err.startswith('nar: error: ') and 'Traceback' not in err
+  return err
+
+
+@pytest.mark.parametrize('argv, expected', [
+    (['--seed', '-1'], 'seed must be >= 0'),
+    (['--seed', str(10 ** 20)], 'seed must be <= '),
+    (['--seed', '1.5'], "invalid int value: '1.5'"),
+    (['--set', 'seed=1.5'], 'seed must be an integer'),
+    (['--set', 'seed="7"'], 'seed must be an integer'),
+    (['--set', 'grad_clip=NaN'], 'grad_clip must be a finite number'),
+    (['--set', 'relic_lambda=Infinity'], 'relic_lambda must be a finite number'),
+    (['--set', 'learning_rate=1e400'], 'learning_rate must be a finite number'),
+    (['--set', 'out=5'], 'out must be a non-empty text'),
+    (['--set', 'cache_dir=[]'], 'cache_dir must be a non-empty text'),
+    (['--set', 'relic_contrast="yes"'], 'relic_contrast must be true or false'),
+    (['--set', 'val_size=true'], 'val_size must be an integer'),
+    (['--set', 'val_size=2'], 'val_size must be >= 4'),
+    (['--set', 'relic_twin=null'], 'unknown relic_twin None'),
+    (['--set', 'train_sizes=7'], 'train_sizes must be a list of integers'),
+    (['--test-size', '2'], 'must be >= 4'),
+    (['--method', 'hint_relic', '--set', 'relic_hints="nope"'], "relic_hints: unknown hints"),
+    (['--method', 'hint_relic', '--set', 'relic_hints=","'], 'selects no hint'),
+])
+def test_hostile_settings_are_one_line_and_write_nothing(argv, expected, tmp_path, capsys):
+  out = tmp_path / 'run'
+  err = _one_line_exit_2(['train', '-a', 'bfs', '--out', str(out), *argv], capsys)
+  assert expected in err
+  assert not out.exists()         # nothing that would block the corrected command
+
+
+def test_hint_relic_without_an_augmentation_rule_names_the_supported(tmp_path, capsys):
+  out = tmp_path / 'run'
+  err = _one_line_exit_2(['train', '-a', 'segments_intersect', '--method', 'hint_relic',
+                          '--out', str(out)], capsys)
+  assert 'segments_intersect has none; supported: activity_selector' in err
+  assert not out.exists()
+
+
+def test_evaluation_too_small_is_refused(capsys):
+  assert 'must be >= 4' in _one_line_exit_2(['evaluate', '/tmp/x', '--size', '2'], capsys)
+
+
+@pytest.mark.parametrize('content, expected', [
+    (b'{"algorithm": "bfs", "method": "baseline", "hidden": 8', 'cannot read configuration'),
+    (b'\xff\xfe garbage', 'cannot read configuration'),
+    (b'[1, 2, 3]', 'not a JSON object'),
+    (b'{"algorithm": "bfs", "hidden": 8}', 'lacks method'),
+    (b'{"method": "baseline"}', 'lacks algorithm'),
+    (b'{"algorithm": "bfs", "method": "baseline", "grad_clip": NaN}', 'finite'),
+    (b'{"algorithm": "bfs", "test": {"score": 1.0}, "test_score": 1.0}', 'unknown configuration'),
+])
+def test_run_with_a_malformed_or_foreign_file_is_one_line_naming_it(content, expected,
+                                                                     tmp_path, capsys):
+  path = tmp_path / 'config.json'
+  path.write_bytes(content)
+  err = _one_line_exit_2(['run', str(path)], capsys)
+  assert expected in err and str(path) in err
+  err = _one_line_exit_2(['run', str(tmp_path)], capsys)       # a directory
+  assert str(tmp_path) in err
+
+
+def test_evaluate_of_a_run_with_a_malformed_config_names_it(tmp_path, capsys):
+  (tmp_path / 'config.json').write_text('{"algorithm": ')
+  err = _one_line_exit_2(['evaluate', str(tmp_path)], capsys)
+  assert str(tmp_path / 'config.json') in err
+
+
+@pytest.mark.parametrize('results, expected', [
+    ('{"algorithm": "bfs", "method": "baseline", "seed": 0, "test_score": 0.9', 'unreadable'),
+    ('[1, 2]', 'not the results of a run'),
+    ('{"algorithm": "bfs", "method": "baseline", "seed": 0}', 'test_score'),
+    ('{"algorithm": "bfs", "method": "baseline", "seed": [0], "test_score": 0.5}', 'seed'),
+])
+def test_report_of_malformed_results_is_one_line_naming_the_file(results, expected, tmp_path,
+                                                                 capsys):
+  run = tmp_path / 'bfs' / 'baseline' / 'seed0'
+  run.mkdir(parents=True)
+  (run / 'results.json').write_text(results)
+  err = _one_line_exit_2(['report', str(tmp_path)], capsys)
+  assert expected in err and str(run / 'results.json') in err
+
+
+def test_report_of_a_malformed_sweep_record_names_it(tmp_path, capsys):
+  run = tmp_path / 'bfs' / 'baseline' / 'seed0'
+  run.mkdir(parents=True)
+  (run / 'results.json').write_text(
+      '{"algorithm": "bfs", "method": "baseline", "seed": 0, "test_score": 0.5,'
+      ' "best_val": [1], "timings": "x"}')
+  (run / 'metrics.jsonl').write_text('{"kind": "val", "step": 1, "score": 0.5}\n{"kind": "va')
+  (tmp_path / 'sweep.json').write_text('{"seeds": "three"}')
+  err = _one_line_exit_2(['report', str(tmp_path)], capsys)
+  assert str(tmp_path / 'sweep.json') in err
+  (tmp_path / 'sweep.json').write_text('{"seeds": 1}')
+  assert main(['report', str(tmp_path)]) == 0       # odd fields and a torn metrics line: left out
+  assert '| bfs | 50.00' in capsys.readouterr().out
+
+
+def test_a_start_that_saved_nothing_does_not_block_other_settings(tmp_path):
+  from nar.config import TrainConfig
+  from nar.train import RunDir
+  out = str(tmp_path / 'run')
+  messages = []
+  run = RunDir(out)
+  assert run.prepare(TrainConfig(algorithm='bfs', hidden=512, out=out).validate()) is False
+  run.unlock()              # e.g. it ran out of memory before its first checkpoint
+  run = RunDir(out)
+  assert run.prepare(TrainConfig(algorithm='bfs', hidden=256, out=out).validate(),
+                     report=messages.append) is False
+  run.unlock()
+  assert 'saved nothing' in messages[0]
+  assert json.load(open(run.config))['hidden'] == 256
+
+
+def test_ctrl_c_inside_a_garbage_collector_callback_is_not_lost():
+  """JAX registers a gc callback that runs often while `nar` starts; a KeyboardInterrupt
+  raised inside it is printed and dropped by Python. `nar` delivers it again after."""
+  import gc
+  import signal
+  import sys
+  import time
+  from nar import cli
+  calls = []
+
+  def callback(phase, info):
+    if phase == 'start' and not calls:
+      calls.append(1)
+      cli._interrupt(signal.SIGINT, sys._getframe())     # what Ctrl-C does at this moment
+
+  previous = signal.signal(signal.SIGINT, cli._interrupt)   # as `nar` runs
+  gc.callbacks.append(callback)
+  cli._PENDING_INTERRUPTS[0] = 0
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      gc.collect()        # not raised inside the callbacks (JAX's included)...
+      assert calls
+      for _ in range(50):
+        time.sleep(0.1)   # ...but a moment later, in the main thread
+  finally:
+    cli._PENDING_INTERRUPTS[0] = 0
+    gc.callbacks.remove(callback)
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_run_directory_with_an_unreadable_config_says_what_to_do(tmp_path):
+  from nar.config import TrainConfig
+  from nar.train import RunDir, RunError
+  (tmp_path / 'config.json').write_text('{"algorithm": "bf')
+  run = RunDir(str(tmp_path))
+  with pytest.raises(RunError, match='cannot read configuration .*; move it away'):
+    run.prepare(TrainConfig(algorithm='bfs', out=str(tmp_path)).validate())
+  run.unlock()

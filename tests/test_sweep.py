@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -232,3 +234,60 @@ def test_the_protocols_of_the_committed_results_are_unchanged(tmp_path):
       'cpu': (dict(hidden=32, batch_size=16, steps=500, eval_every=100, test_size=64), 3,
               {'dfs': dict(steps=2000, eval_every=250),
                'naive_string_matcher': dict(steps=2000, eval_every=250)})}
+def test_sweeps_recording_their_grid_at_once_all_add_to_it(tmp_path):
+  """Several `nar sweep` processes into one directory: no crash on a shared
+  temporary file, and sweep.json ends with every sweep's algorithms."""
+  code = ('import sys\nfrom experiments import sweep\n'
+          'for i in range(15):\n'
+          '  sweep.record_grid(sys.argv[1], "cpu", [sys.argv[2]], ["baseline"], 1)\n')
+  algorithms = ['bfs', 'dfs', 'minimum', 'heapsort']
+  procs = [subprocess.Popen([sys.executable, '-c', code, str(tmp_path), a],
+                            stderr=subprocess.PIPE, text=True) for a in algorithms]
+  for p in procs:
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+  grid = json.load(open(tmp_path / 'sweep.json'))
+  assert sorted(grid['algorithms']) == sorted(algorithms)
+
+
+def test_a_run_another_sweep_is_doing_is_skipped_not_a_crash(tmp_path):
+  from nar.train import RunDir
+  out = str(tmp_path / 'grid')
+  busy = sw.run_dir(out, 'bfs', 'baseline', 0)
+  os.makedirs(busy)
+  holder = RunDir(busy)
+  holder.lock()
+  try:
+    done = dict(sw.sweep('cpu', ['bfs'], ['baseline'], 1, out, progress=False,
+                         overrides=dict(TINY, cache_dir=str(tmp_path / 'cache'))))
+  finally:
+    holder.unlock()
+  assert done[busy] == 'skipped (in use by another process)'
+
+
+def test_ctrl_c_of_a_parallel_sweep_starts_no_further_run(tmp_path, monkeypatch):
+  import threading
+  import time
+  started = []
+  lock = threading.Lock()
+
+  def fake_run(config):
+    with lock:
+      started.append(config.out)
+      first = len(started) == 1
+    if first:
+      raise KeyboardInterrupt       # as the main thread gets it from the terminal
+    time.sleep(0.3)
+    return config.out, 'done, OOD 1.0000'
+  monkeypatch.setattr(sw, '_run_in_subprocess', fake_run)
+  with pytest.raises(KeyboardInterrupt):
+    sw.sweep('cpu', ['bfs'], ['baseline'], 8, str(tmp_path / 'grid'), workers=2,
+             overrides=TINY, progress=False)
+  assert len(started) <= 3           # the ones already going, not the other five
+
+
+def test_hint_relic_sweep_on_an_algorithm_without_rule_stops_before_running(tmp_path):
+  with pytest.raises(ConfigError, match='supported: '):
+    sw.sweep('cpu', ['bfs', 'segments_intersect'], ['baseline', 'hint_relic'], 1,
+             str(tmp_path / 'grid'), overrides=TINY, progress=False)
+  assert not os.path.exists(tmp_path / 'grid' / 'bfs')
