@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -45,7 +46,7 @@ def _time(fn, batches, repeats: int) -> float:
 
 def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, num_batches: int,
                     repeats: int, processor: str, with_relic: bool,
-                    reference: bool = True) -> dict:
+                    reference: bool = True, relic_pairs: Optional[int] = None) -> dict:
   import jax
   from nar.batching import pad_samples
   from nar.config import TrainConfig
@@ -54,7 +55,8 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
 
   spec = processed_spec(algorithm)
   config = TrainConfig(algorithm=algorithm, hidden=hidden, batch_size=batch_size,
-                       processor=processor, train_sizes=(size,)).validate()
+                       processor=processor, train_sizes=(size,),
+                       **({'relic_pairs': relic_pairs} if relic_pairs else {})).validate()
   # Identical batches for both: fixed n, time padded to the longest of them all.
   sample_sets = [make_train_samples(algorithm, 0, k, batch_size, (size,))
                  for k in range(num_batches)]
@@ -63,7 +65,8 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
 
   n_dev = len(jax.devices())
   row = {'algorithm': algorithm, 'hidden': hidden, 'batch': batch_size, 'n': size,
-         'T': t_max, 'processor': processor, 'devices': n_dev}
+         'T': t_max, 'processor': processor, 'devices': n_dev,
+         'relic_pairs': config.relic_pairs}
   if reference:
     row.update(_bench_reference(spec, config, batches, repeats))
   if with_relic:
@@ -195,6 +198,8 @@ def main(argv=None) -> int:
   p.add_argument('--processor', default='triplet_gmpnn')
   p.add_argument('--relic', action='store_true',
                  help='also time Hint-ReLIC steps (rollout and one-step twins)')
+  p.add_argument('--relic-pairs', type=int, default=None,
+                 help='with --relic: valid step pairs per twin (default: the config default)')
   p.add_argument('--no-reference', action='store_true',
                  help="skip dm-clrs's BaselineModel (with --relic: Hint-ReLIC against our baseline only)")
   p.add_argument('--devices', type=int, default=None,
@@ -210,7 +215,7 @@ def main(argv=None) -> int:
     row = bench_algorithm(alg, hidden=args.hidden, batch_size=args.batch_size, size=args.size,
                           num_batches=args.batches, repeats=args.repeats,
                           processor=args.processor, with_relic=args.relic,
-                          reference=not args.no_reference)
+                          reference=not args.no_reference, relic_pairs=args.relic_pairs)
     rows.append(row)
     print(json.dumps(row), flush=True)
   if not args.no_reference:
