@@ -259,7 +259,7 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
     if m not in registry.methods():
       raise ConfigError(f"unknown method '{m}'; choose one of: {', '.join(registry.methods())}")
   i, n = parse_shard(shard)
-  from nar.config import check_runnable
+  from nar.methods import check_runnable
   for a, m, v, _ in grid(algorithms, methods, 1, vary):  # e.g. Hint-ReLIC without a rule
     check_runnable(make_config(protocol, a, m, 0, out, overrides or {}, v))
   todo, report, conflicts = [], [], []

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from nar import storage
+from nar.digest import sha256_file
 
 MANIFEST = 'manifest.json'
 STATE = 'state.npz'
@@ -31,15 +32,6 @@ STATE = 'state.npz'
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint (all missing or corrupt)."""
-
-
-def sha256_file(path: str) -> str:
-  """Hex SHA-256 of a file's bytes (integrity checks of checkpoints and caches)."""
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      h.update(block)
-  return h.hexdigest()
 
 
 def save(directory: str, name: str, state: Any, metadata: dict) -> str:

@@ -226,28 +226,6 @@ class TrainConfig:
     return cls(**migrate(d)).validate()
 
 
-def check_runnable(config: 'TrainConfig') -> None:
-  """Checks that need the algorithm's specification (and import dm-clrs): a
-  Hint-ReLIC method needs an augmentation rule for the algorithm, and
-  `relic_hints` must name hints the algorithm has. ConfigError otherwise."""
-  if config.method == 'baseline':
-    return
-  import augment
-  supported = augment.supported()
-  if config.algorithm not in supported:
-    raise ConfigError(f"method {config.method} needs an augmentation rule, and "
-                      f"{config.algorithm} has none; supported: {', '.join(supported)}")
-  from nar.hint_relic import regularised_hints
-  from nar.sample import processed_spec
-  try:
-    pointers, others = regularised_hints(processed_spec(config.algorithm), config.relic_hints)
-  except ValueError as e:
-    raise ConfigError(f'relic_hints: {e}') from e
-  if not pointers and not others:
-    raise ConfigError(f'relic_hints {_short(config.relic_hints)} selects no hint: Hint-ReLIC '
-                      'would regularise nothing')
-
-
 # Keys a saved configuration must have: without them it is not a run's configuration.
 REQUIRED_KEYS = ('algorithm', 'method')
 

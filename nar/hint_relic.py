@@ -300,6 +300,23 @@ class HintReLIC(Method):
   Registered as `hint_relic`, and with overrides as the ablations `twins_only`
   and `contrast_no_kl` (see `nar.registry`)."""
 
+  @classmethod
+  def check(cls, config: TrainConfig, spec: dict) -> None:
+    """An augmentation rule for the algorithm, and `relic_hints` naming hints it has."""
+    import augment
+    from nar.config import ConfigError
+    supported = augment.supported()
+    if config.algorithm not in supported:
+      raise ConfigError(f"method {config.method} needs an augmentation rule, and "
+                        f"{config.algorithm} has none; supported: {', '.join(supported)}")
+    try:
+      pointers, others = regularised_hints(spec, config.relic_hints)
+    except ValueError as e:
+      raise ConfigError(f'relic_hints: {e}') from e
+    if not pointers and not others:
+      raise ConfigError(f'relic_hints {config.relic_hints!r} selects no hint: Hint-ReLIC '
+                        'would regularise nothing')
+
   def __init__(self, config: TrainConfig, spec: dict):
     import augment
     super().__init__(config, spec)

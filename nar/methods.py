@@ -27,6 +27,11 @@ class Method:
     self.config = config
     self.spec = spec
 
+  @classmethod
+  def check(cls, config: TrainConfig, spec: dict) -> None:
+    """Refuses (ConfigError) a configuration this method cannot train, cheaply,
+    before anything is written or sampled. Default: nothing to check."""
+
   def batch(self, step: int):
     """Training item of step `step`: a pure function of (config.seed, step),
     so a resumed run sees the batches an uninterrupted one would."""
@@ -79,9 +84,8 @@ class Baseline(Method):
     return loss
 
 
-def get(config: TrainConfig, spec: dict) -> Method:
-  """The method `config.method` names (see `nar.registry`), with the
-  configuration values it fixes applied."""
+def _resolve(config: TrainConfig):
+  """(the method's factory, the configuration with the values it fixes applied)."""
   import dataclasses
   from nar import registry
   from nar.config import ConfigError
@@ -92,4 +96,21 @@ def get(config: TrainConfig, spec: dict) -> Method:
                       f"{', '.join(registry.methods())}") from None
   if entry.overrides:
     config = dataclasses.replace(config, **entry.overrides)
-  return entry.factory()(config, spec)
+  return entry.factory(), config
+
+
+def get(config: TrainConfig, spec: dict) -> Method:
+  """The method `config.method` names (see `nar.registry`), with the
+  configuration values it fixes applied."""
+  factory, config = _resolve(config)
+  return factory(config, spec)
+
+
+def check_runnable(config: TrainConfig) -> None:
+  """The method's own check of `config` (`Method.check`), e.g. Hint-ReLIC needs
+  an augmentation rule for the algorithm: ConfigError before anything is written."""
+  from nar.sample import processed_spec
+  factory, config = _resolve(config)
+  check = getattr(factory, 'check', None)
+  if check is not None:
+    check(config, processed_spec(config.algorithm))

@@ -31,10 +31,11 @@ from nar import distributed
 from nar import data as data_lib
 from nar import storage
 from nar.batching import Batch
-from nar.config import (MIN_SIZE, ConfigError, TrainConfig, check_runnable, config_conflicts,
-                        load_config, load_config_file)
+from nar.config import (MIN_SIZE, ConfigError, TrainConfig, config_conflicts, load_config,
+                        load_config_file)
 from nar.errors import RunError
 from nar.evaluation import ScoreAccumulator, hard_outputs
+from nar.methods import check_runnable
 from nar.model import make_net, nb_dims_of, net_config_of
 from nar.sample import processed_spec
 
