@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from nar import checkpoint as ckpt
+from nar import storage
 from nar.config import ConfigError, TrainConfig, load_config_file
 from nar.errors import RunError
 
@@ -39,12 +40,8 @@ def write_dm_clrs_params(path: str, params: dict, opt_state) -> None:
   """Writes `{'params', 'opt_state'}` as `BaselineModel.save_model` does
   (replacing `path` atomically)."""
   state = {'params': jax.device_get(params), 'opt_state': jax.device_get(opt_state)}
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'wb') as f:
-    pickle.dump(state, f)
-  os.replace(tmp, path)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  storage.atomic_write(path, pickle.dumps(state))
 
 
 def hidden_size_of(params: dict) -> int:
