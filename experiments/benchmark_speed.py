@@ -46,7 +46,8 @@ def _time(fn, batches, repeats: int) -> float:
 
 def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, num_batches: int,
                     repeats: int, processor: str, with_relic: bool,
-                    reference: bool = True, relic_pairs: Optional[int] = None) -> dict:
+                    reference: bool = True, relic_pairs: Optional[int] = None,
+                    precision: str = 'float32') -> dict:
   import jax
   from nar.batching import pad_samples
   from nar.config import TrainConfig
@@ -55,7 +56,7 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
 
   spec = processed_spec(algorithm)
   config = TrainConfig(algorithm=algorithm, hidden=hidden, batch_size=batch_size,
-                       processor=processor, train_sizes=(size,),
+                       processor=processor, train_sizes=(size,), precision=precision,
                        **({'relic_pairs': relic_pairs} if relic_pairs else {})).validate()
   # Identical batches for both: fixed n, time padded to the longest of them all.
   sample_sets = [make_train_samples(algorithm, 0, k, batch_size, (size,))
@@ -66,6 +67,7 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
   n_dev = len(jax.devices())
   row = {'algorithm': algorithm, 'hidden': hidden, 'batch': batch_size, 'n': size,
          'T': t_max, 'processor': processor, 'devices': n_dev,
+         'device_kind': jax.devices()[0].device_kind, 'precision': precision,
          'relic_pairs': config.relic_pairs}
   if reference:
     row.update(_bench_reference(spec, config, batches, repeats))
@@ -204,6 +206,8 @@ def main(argv=None) -> int:
                  help="skip dm-clrs's BaselineModel (with --relic: Hint-ReLIC against our baseline only)")
   p.add_argument('--devices', type=int, default=None,
                  help='force N host (CPU) devices (sets XLA_FLAGS before JAX starts)')
+  p.add_argument('--precision', default='float32', choices=['float32', 'bfloat16'],
+                 help="our trainer's compute precision (dm-clrs's reference is float32 only)")
   p.add_argument('--out', default=None, help='write the rows as JSON here')
   args = p.parse_args(argv)
   if args.devices:
@@ -215,7 +219,8 @@ def main(argv=None) -> int:
     row = bench_algorithm(alg, hidden=args.hidden, batch_size=args.batch_size, size=args.size,
                           num_batches=args.batches, repeats=args.repeats,
                           processor=args.processor, with_relic=args.relic,
-                          reference=not args.no_reference, relic_pairs=args.relic_pairs)
+                          reference=not args.no_reference, relic_pairs=args.relic_pairs,
+                          precision=args.precision)
     rows.append(row)
     print(json.dumps(row), flush=True)
   if not args.no_reference:

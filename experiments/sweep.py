@@ -99,6 +99,14 @@ register_protocol(Protocol(
                 'at >= 0.9 in-distribution validation (results/cpu, README "Results"); '
                 'dfs and naive_string_matcher need 2,000 steps for that.'))
 
+register_protocol(Protocol(
+    name='mid',
+    overrides=dict(hidden=64, batch_size=32, steps=3000, eval_every=100, test_size=64),
+    seeds=5,
+    description='Between cpu and paper: hidden 64, the reference batch of 32, validation '
+                'every 100 steps, test at n = 64; the step budget chosen by the protocol '
+                'check in results/mid-check (README there).'))
+
 # Triplet-GMPNN OOD micro-F1 (Ibarz et al. 2022, 10 seeds, FIELD.md), in %.
 TRIPLET_GMPNN = {
     'activity_selector': 95.18, 'articulation_points': 88.32, 'bellman_ford': 97.39,

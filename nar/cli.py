@@ -30,6 +30,10 @@ def _min_size(text: str) -> int:
   return v
 
 
+def _min_sizes(text: str) -> list:
+  return [_min_size(part) for part in text.split(',') if part.strip()] or [_min_size(text)]
+
+
 class _ListSettings(argparse.Action):
   """`--list-settings`: every --set key with its type, default and meaning, then exit."""
 
@@ -134,15 +138,18 @@ def cmd_evaluate(args) -> int:
     if len(names) > 1:
       raise ConfigError('a dm-clrs parameter file of one algorithm (algo_0) is supported; '
                         f'got {len(names)} algorithms')
-    res = evaluate_params(params, names[0], size=args.size, processor=args.processor,
-                          num_samples=args.samples, progress=not args.quiet)
+    res = [evaluate_params(params, names[0], size=size, processor=args.processor,
+                           num_samples=args.samples, progress=not args.quiet)
+           for size in args.size]
   else:
     if not args.run_dir:
       raise ConfigError('nar evaluate needs a run directory (or --dm-clrs-params FILE '
                         '--algorithms NAME)')
-    from nar.train import evaluate_run
-    res = evaluate_run(args.run_dir, size=args.size, progress=not args.quiet,
-                       num_samples=args.samples)
+    from nar.train import evaluate_run_sizes
+    res = [r for run_dir in args.run_dir
+           for r in evaluate_run_sizes(run_dir, args.size, progress=not args.quiet,
+                                       num_samples=args.samples)]
+  res = res[0] if len(res) == 1 else res
   print(json.dumps(res, indent=1))
   return 0
 
@@ -189,8 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(fn=cmd_run)
   p = sub.add_parser('evaluate', help="re-evaluate a run's best checkpoint (or a dm-clrs "
                                       "parameter file) at any size")
-  p.add_argument('run_dir', nargs='?', default=None)
-  p.add_argument('--size', type=_min_size, default=64, help='problem size (default 64)')
+  p.add_argument('run_dir', nargs='*', default=None,
+                 help='run directories (each best checkpoint is tested; results are also '
+                      'kept in the run\'s evaluations.json)')
+  p.add_argument('--size', type=_min_sizes, default=[64],
+                 help='problem size, or comma-separated sizes: 16,32,64,128 (default 64)')
   p.add_argument('--samples', type=_positive_int, default=None,
                  help="number of test samples (default: the split's, 32 x multiplier)")
   p.add_argument('--dm-clrs-params', default=None, metavar='FILE',

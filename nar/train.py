@@ -19,7 +19,7 @@ import platform
 import sys
 import tempfile
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import haiku as hk
 import jax
@@ -520,11 +520,31 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
 
 
 def evaluate_run(run_dir: str, size: int = 64, progress: bool = True,
-                 num_samples: Optional[int] = None) -> dict:
-  """Re-evaluates the best checkpoint of a run at another size."""
-  if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE:
-    raise ConfigError(f'evaluation size must be an integer >= {MIN_SIZE} (smaller problems '
-                      f'mean nothing), got {size!r}')
+                 num_samples: Optional[int] = None, record: bool = True) -> dict:
+  """Re-evaluates the best checkpoint of a run at another size (one size of
+  `evaluate_run_sizes`)."""
+  return evaluate_run_sizes(run_dir, [size], progress=progress, num_samples=num_samples,
+                            record=record)[0]
+
+
+EVALUATIONS_FILE = 'evaluations.json'
+
+
+def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True,
+                       num_samples: Optional[int] = None, record: bool = True) -> list:
+  """Tests the best checkpoint of a run at each of `sizes` (the test split's
+  seed, `num_samples` samples, default the split's own count).
+
+  Returns:
+    One dict per size: run, algorithm, size, checkpoint_step, score and the
+    per-output scores. With `record`, each is also kept in the run's
+    evaluations.json under its size (the newest evaluation of a size wins),
+    where `nar report` reads OOD-vs-size curves.
+  """
+  for size in sizes:
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE:
+      raise ConfigError(f'evaluation size must be an integer >= {MIN_SIZE} (smaller problems '
+                        f'mean nothing), got {size!r}')
   run = RunDir(run_dir)
   if not os.path.exists(run.config):
     raise RunError(f'{run_dir} is not a run directory (no config.json)')
@@ -549,12 +569,40 @@ def evaluate_run(run_dir: str, size: int = 64, progress: bool = True,
                    'of its best step; run the training command again')
   params = load_best(run, template, best, repair=False,
                      report=lambda msg: print(msg, file=sys.stderr, flush=True))
-  split = data_lib.load_split(config.algorithm, 'test', size=size, num_samples=num_samples,
-                              cache_dir=config.resolved_cache_dir(), progress=progress)
-  scores = evaluate_split(make_predict(net, spec), params, split, spec, config.eval_batch_size,
-                          progress='evaluating' if progress else None)
-  return {'run': run_dir, 'algorithm': config.algorithm, 'size': size,
-          'checkpoint_step': best['step'], **scores}
+  predict = make_predict(net, spec)
+  results = []
+  for size in sizes:
+    split = data_lib.load_split(config.algorithm, 'test', size=size, num_samples=num_samples,
+                                cache_dir=config.resolved_cache_dir(), progress=progress)
+    scores = evaluate_split(predict, params, split, spec, config.eval_batch_size,
+                            progress=f'evaluating n={size}' if progress else None)
+    results.append({'run': run_dir, 'algorithm': config.algorithm, 'size': size,
+                    'checkpoint_step': best['step'], **scores})
+  if record:
+    _record_evaluations(run_dir, results, num_samples)
+  return results
+
+
+def read_evaluations(run_dir: str) -> dict:
+  """A run's recorded evaluations, {size: entry}; {} if none or unreadable."""
+  try:
+    with open(os.path.join(run_dir, EVALUATIONS_FILE)) as f:
+      data = json.load(f)
+    return {int(k): v for k, v in data.items() if isinstance(v, dict) and 'score' in v}
+  except (OSError, ValueError, AttributeError, TypeError):
+    return {}
+
+
+def _record_evaluations(run_dir: str, results: list, num_samples: Optional[int]) -> None:
+  entries = {str(k): v for k, v in read_evaluations(run_dir).items()}
+  for res in results:
+    entries[str(res['size'])] = {
+        'score': res['score'], 'checkpoint_step': res['checkpoint_step'],
+        'num_samples': num_samples, 'scores': {k: v for k, v in res.items()
+                                               if k not in ('run', 'algorithm', 'size',
+                                                            'checkpoint_step', 'score')}}
+  storage.atomic_write_json(os.path.join(run_dir, EVALUATIONS_FILE),
+                            dict(sorted(entries.items(), key=lambda kv: int(kv[0]))))
 
 
 def _recorded_best(run: RunDir) -> Optional[dict]:

@@ -289,3 +289,32 @@ def test_evaluate_reads_a_hint_relic_runs_best_checkpoint(env, tmp_path):
   code, stdout, err = _nar(['evaluate', config.out, '--size', '8', '--samples', '8', '--quiet'])
   assert code == 0, err
   assert json.loads(stdout)['checkpoint_step'] == 3
+
+
+def test_evaluate_at_several_sizes_records_each_in_evaluations_json(env, tmp_path):
+  """`nar evaluate RUN --size 8,12`: one result per size, each kept in the run's
+  evaluations.json (where the report's OOD-vs-size curve reads it); a later
+  evaluation of a size replaces that size's entry only."""
+  from nar.train import read_evaluations
+  out = tmp_path / 'run'
+  shutil.copytree(env['reference'], out)
+  code, stdout, err = _nar(['evaluate', str(out), '--size', '8,12', '--samples', '8', '--quiet'])
+  assert code == 0, err
+  results = json.loads(stdout)
+  assert [r['size'] for r in results] == [8, 12]
+  assert all(r['checkpoint_step'] == env['best'] for r in results)
+  recorded = read_evaluations(str(out))
+  assert sorted(recorded) == [8, 12]
+  assert [recorded[r['size']]['score'] for r in results] == [r['score'] for r in results]
+  assert recorded[8]['num_samples'] == 8
+  code, stdout, err = _nar(['evaluate', str(out), '--size', '8', '--samples', '4', '--quiet'])
+  assert code == 0, err
+  again = read_evaluations(str(out))
+  assert again[8]['num_samples'] == 4 and again[12] == recorded[12]
+  # Two runs at once: a list of both.
+  other = tmp_path / 'other'
+  shutil.copytree(env['reference'], other)
+  code, stdout, err = _nar(['evaluate', str(out), str(other), '--size', '8', '--samples', '4',
+                            '--quiet'])
+  assert code == 0, err
+  assert [r['run'] for r in json.loads(stdout)] == [str(out), str(other)]
