@@ -360,6 +360,17 @@ def _read_results(path: str) -> dict:
   return r
 
 
+def _read_evaluations(run_dir: str) -> dict:
+  """{size: entry} of a run's evaluations.json (`nar evaluate`); {} if none."""
+  try:
+    with open(os.path.join(run_dir, 'evaluations.json')) as f:
+      data = json.load(f)
+    return {int(k): v for k, v in data.items()
+            if isinstance(v, dict) and isinstance(v.get('score'), (int, float))}
+  except (OSError, ValueError, AttributeError, TypeError):
+    return {}
+
+
 def _mean_std(xs):
   m = sum(xs) / len(xs)
   sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
@@ -379,6 +390,9 @@ class _Scores:
   val_by: dict             # (algorithm, column) -> [best validation score per run]
   minutes_by: dict         # (algorithm, column) -> [minutes per run]
   expected_seeds: Optional[int]
+  by_size: dict = dataclasses.field(default_factory=dict)
+  # (algorithm, column, test size) -> {seed: score}: the OOD test (results.json) and
+  # every `nar evaluate --size` kept in the run's evaluations.json
 
   @property
   def others(self) -> list:
@@ -410,7 +424,14 @@ def _scores(root: str, rows: list[dict]) -> _Scores:
     if spent:
       minutes_by.setdefault(key, []).append(spent / 60)
   by = {key: list(scores.values()) for key, scores in by_seed.items()}
-  return _Scores(
+  by_size = {}
+  for r in rows:
+    sizes = {n: e['score'] for n, e in _read_evaluations(r['_dir']).items()}
+    if isinstance(r.get('test_size'), int):
+      sizes[r['test_size']] = r['test_score']
+    for n, score in sizes.items():
+      by_size.setdefault((r['algorithm'], r['_label'], n), {})[r.get('seed')] = 100 * score
+  return _Scores(by_size=by_size, 
       methods=methods, algos=sorted({r['algorithm'] for r in rows}), by_seed=by_seed, by=by,
       mean={key: _mean_std(xs)[0] for key, xs in by.items()},
       complete={key: expected_seeds is None or len(xs) >= expected_seeds
@@ -418,17 +439,36 @@ def _scores(root: str, rows: list[dict]) -> _Scores:
       val_by=val_by, minutes_by=minutes_by, expected_seeds=expected_seeds)
 
 
+# Two-sided 95% quantiles of Student's t, by degrees of freedom (1-30); beyond, the normal's.
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def t_interval(xs) -> Optional[tuple]:
+  """The 95% t-interval of the mean of `xs` (None with fewer than 2 values)."""
+  if len(xs) < 2:
+    return None
+  mu, sd = _mean_std(xs)
+  t = _T975[len(xs) - 2] if len(xs) - 1 <= len(_T975) else 1.960
+  half = t * sd / math.sqrt(len(xs))
+  return mu - half, mu + half
+
+
 def _paired_difference(s: _Scores, algorithm: str, method: str) -> str:
   """Paired over the seeds both columns have (a seed is the same data stream and
-  initialisation for both), with the number of seeds `method` is ahead."""
+  initialisation for both): mean difference, its 95% t-interval over seeds, and
+  the number of seeds `method` is ahead."""
   mine, base = s.by_seed.get((algorithm, method), {}), s.by_seed.get((algorithm, 'baseline'), {})
   seeds = sorted(set(mine) & set(base), key=str)
   if not seeds:
     return 'n/a'
   d = [mine[k] - base[k] for k in seeds]
-  mu, sd = _mean_std(d)
+  mu, _ = _mean_std(d)
+  ci = t_interval(d)
   wins = sum(x > 0 for x in d)
-  return f'{mu:+.2f} +- {sd:.2f} (ahead on {wins}/{len(seeds)})'
+  where = f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else ''
+  return f'{mu:+.2f}{where} (ahead on {wins}/{len(seeds)})'
 
 
 def _ood_table(root: str, s: _Scores) -> list[str]:
@@ -439,8 +479,9 @@ def _ood_table(root: str, s: _Scores) -> list[str]:
            '(count in brackets). Triplet-GMPNN: Ibarz et al. 2022, 10 seeds, 10,000 steps. '
            + ('A cell with fewer seeds than the grid asked for is marked *incomplete* and '
               'left out of the family means.' if s.expected_seeds else '')
-           + ' Differences are paired by seed (over the seeds both methods have): mean +- std '
-           'of the per-seed differences, and on how many seeds the method is ahead.', '']
+           + ' Differences are paired by seed (over the seeds both methods have): mean of the '
+           'per-seed differences, its 95% t-interval over seeds in brackets (an interval that '
+           'holds zero shows no difference), and on how many seeds the method is ahead.', '']
   head = '| algorithm | ' + ' | '.join(s.methods) + ' | Triplet-GMPNN |'
   if s.others:
     head += ' ' + ' | '.join(f'{m} - baseline' for m in s.others) + ' |'
@@ -481,6 +522,45 @@ def _validation_table(s: _Scores) -> list[str]:
     scored = [(_mean_std(s.val_by[(a, m)])[0], m) for m in s.methods if s.val_by.get((a, m))]
     cells.append(max(scored)[1] if scored else 'n/a')
     lines.append(f'| {a} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def _size_table(s: _Scores) -> list[str]:
+  """OOD score against test size, where runs were evaluated at more than one
+  size (`nar evaluate RUN --size 16,32,128`): generalisation as a curve."""
+  sizes_of = {}
+  for a, m, n in s.by_size:
+    sizes_of.setdefault(a, set()).add(n)
+  algos = [a for a in s.algos if len(sizes_of.get(a, ())) > 1]
+  if not algos:
+    return []
+  head = '| algorithm | n | ' + ' | '.join(s.methods) + ' |'
+  if s.others:
+    head += ' ' + ' | '.join(f'{m} - baseline' for m in s.others) + ' |'
+  lines = ['', 'OOD score (%) against test size: mean +- std over seeds (count); n = the test '
+           'split for the protocol\'s test size, otherwise `nar evaluate --size` of the best '
+           'checkpoint (the test split\'s seed, kept in each run\'s evaluations.json). '
+           'Differences paired by seed with their 95% t-interval.', '',
+           head, '|' + '---|' * (head.count('|') - 1)]
+  for a in algos:
+    for n in sorted(sizes_of[a]):
+      cells = []
+      for m in s.methods:
+        xs = list(s.by_size.get((a, m, n), {}).values())
+        cells.append(f'{_mean_std(xs)[0]:.2f} +- {_mean_std(xs)[1]:.2f} ({len(xs)})'
+                     if xs else 'n/a')
+      line = f'| {a} | {n} | ' + ' | '.join(cells) + ' |'
+      if s.others:
+        diffs = []
+        for m in s.others:
+          mine, base = s.by_size.get((a, m, n), {}), s.by_size.get((a, 'baseline', n), {})
+          seeds = sorted(set(mine) & set(base), key=str)
+          d = [mine[k] - base[k] for k in seeds]
+          ci = t_interval(d)
+          diffs.append('n/a' if not d else f'{_mean_std(d)[0]:+.2f}'
+                       + (f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else ''))
+        line += ' ' + ' | '.join(diffs) + ' |'
+      lines.append(line)
   return lines
 
 
@@ -534,9 +614,11 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
   if not rows:
     raise ConfigError(f'no results.json under {root}')
   s = _scores(root, rows)
-  text = '\n'.join(_ood_table(root, s) + _validation_table(s) + _family_table(s)) + '\n'
+  text = '\n'.join(_ood_table(root, s) + _validation_table(s) + _size_table(s)
+                   + _family_table(s)) + '\n'
   if plots:
     text += _plots(root, rows, s.methods, s.algos, s.by)
+    text += _size_plot(root, s)
   out_md = out_md or os.path.join(root, 'report.md')
   from nar import storage
   storage.atomic_write(out_md, text)
@@ -601,6 +683,48 @@ def _plots(root, rows, methods, algos, by) -> str:
   fig.savefig(os.path.join(root, 'validation_curves.png'), dpi=120)
   plt.close(fig)
   return '\n![OOD scores](ood_scores.png)\n\n![Validation curves](validation_curves.png)\n'
+
+
+def _size_plot(root: str, s: _Scores) -> str:
+  """ood_vs_size.png: per algorithm, the mean OOD score of each method against
+  test size (log scale), a band of +- one std over seeds, each seed a dot."""
+  sizes_of = {}
+  for a, m, n in s.by_size:
+    sizes_of.setdefault(a, set()).add(n)
+  algos = [a for a in s.algos if len(sizes_of.get(a, ())) > 1]
+  if not algos:
+    return ''
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(algos), figsize=(3.8 * len(algos), 3.2), squeeze=False)
+  for ax, a in zip(axes[0], algos):
+    for k, m in enumerate(s.methods):
+      ns = [n for n in sorted(sizes_of[a]) if s.by_size.get((a, m, n))]
+      if not ns:
+        continue
+      stats = [_mean_std(list(s.by_size[(a, m, n)].values())) for n in ns]
+      mu = [x[0] for x in stats]
+      sd = [x[1] for x in stats]
+      colour = f'C{k % 10}'
+      ax.plot(ns, mu, marker='o', color=colour, label=m)
+      ax.fill_between(ns, [u - v for u, v in zip(mu, sd)], [u + v for u, v in zip(mu, sd)],
+                      color=colour, alpha=0.15)
+      for n in ns:
+        ys = list(s.by_size[(a, m, n)].values())
+        ax.scatter([n] * len(ys), ys, s=6, color=colour, alpha=0.6)
+    ax.set_xscale('log', base=2)
+    ax.set_xticks(sorted(sizes_of[a]))
+    ax.set_xticklabels([str(n) for n in sorted(sizes_of[a])])
+    ax.set_ylim(0, 105)
+    ax.set_title(a)
+    ax.set_xlabel('test size n (train: n <= 16)')
+    ax.set_ylabel('OOD score (%)')
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(root, 'ood_vs_size.png'), dpi=120)
+  plt.close(fig)
+  return '\n![OOD score against test size](ood_vs_size.png)\n'
 
 
 # --------------------------------------------------------------------------- CLI

@@ -291,3 +291,39 @@ def test_hint_relic_sweep_on_an_algorithm_without_rule_stops_before_running(tmp_
     sw.sweep('cpu', ['bfs', 'segments_intersect'], ['baseline', 'hint_relic'], 1,
              str(tmp_path / 'grid'), overrides=TINY, progress=False)
   assert not os.path.exists(tmp_path / 'grid' / 'bfs')
+
+
+def test_t_interval_matches_students_t():
+  lo, hi = sw.t_interval([1.0, 2.0, 3.0])
+  # mean 2, std 1, t(0.975, 2 dof) = 4.303: half-width 4.303 / sqrt(3)
+  assert lo == pytest.approx(2 - 4.303 / 3 ** 0.5) and hi == pytest.approx(2 + 4.303 / 3 ** 0.5)
+  assert sw.t_interval([5.0]) is None
+  try:
+    from scipy import stats
+  except ImportError:
+    return
+  xs = [0.3, -1.2, 2.5, 0.9, 1.1]
+  ref = stats.t.interval(0.95, len(xs) - 1, loc=sum(xs) / len(xs), scale=stats.sem(xs))
+  assert sw.t_interval(xs) == pytest.approx(ref, abs=1e-3)
+
+
+def test_report_shows_paired_intervals_and_ood_against_test_size(tmp_path):
+  out = tmp_path / 'g'
+  for method, base in (('baseline', 0.5), ('hint_relic', 0.6)):
+    for seed in (0, 1, 2):
+      d = out / 'bfs' / method / f'seed{seed}'
+      d.mkdir(parents=True)
+      json.dump({'algorithm': 'bfs', 'method': method, 'seed': seed, 'test_size': 64,
+                 'test_score': base + 0.01 * seed, 'best_val': {'score': 0.9, 'step': 5}},
+                open(d / 'results.json', 'w'))
+      json.dump({'16': {'score': base + 0.3}, '128': {'score': base - 0.2 - 0.01 * seed}},
+                open(d / 'evaluations.json', 'w'))
+  text = sw.report(str(out), plots=True)
+  row = next(line for line in text.splitlines() if line.startswith('| bfs |') and '(3)' in line)
+  # Every seed exactly +10 points: interval of zero width.
+  assert row.rstrip().endswith('| +10.00 [+10.00, +10.00] (ahead on 3/3) |')
+  size_rows = [line for line in text.splitlines() if line.startswith('| bfs | ')
+               and line.split('|')[2].strip().isdigit()]
+  assert [int(line.split('|')[2]) for line in size_rows] == [16, 64, 128]
+  assert '| bfs | 128 | 29.00 +- 1.00 (3) | 39.00 +- 1.00 (3) | +10.00 [+10.00, +10.00] |' in text
+  assert (out / 'ood_vs_size.png').exists() and 'ood_vs_size.png' in text
