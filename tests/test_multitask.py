@@ -48,3 +48,39 @@ def test_same_tree_and_outputs_as_dm_clrs_multi_spec_model():
     for k in hints_ref[0]:
       np.testing.assert_allclose(out.hints[k], np.stack([h[k] for h in hints_ref]),
                                  atol=2e-5, rtol=1e-4, err_msg=k)
+
+
+# ------------------------------------------------------------------ configuration
+def test_algorithm_lists_are_validated():
+  from nar.config import ConfigError, TrainConfig
+  c = TrainConfig(algorithm='insertion_sort, bfs,dfs').validate()
+  assert c.algorithm == 'insertion_sort,bfs,dfs' and c.algorithms == ('insertion_sort', 'bfs', 'dfs')
+  assert c.multi_task and not TrainConfig(algorithm='bfs').validate().multi_task
+  with pytest.raises(ConfigError, match=r"unknown algorithm 'bsf', 'nope'; choose from: .*bfs"):
+    TrainConfig(algorithm='bsf,dfs,nope').validate()
+  with pytest.raises(ConfigError, match='lists bfs more than once'):
+    TrainConfig(algorithm='bfs,dfs,bfs').validate()
+  with pytest.raises(ConfigError, match='names no algorithm'):
+    TrainConfig(algorithm='').validate()
+  with pytest.raises(ConfigError, match='empty name'):
+    TrainConfig(algorithm='bfs,,dfs').validate()
+
+
+def test_multi_task_refuses_methods_it_does_not_support_yet():
+  from nar.config import ConfigError, TrainConfig
+  from nar.methods import check_runnable
+  with pytest.raises(ConfigError, match='supports the baseline method only'):
+    check_runnable(TrainConfig(algorithm='bfs,dfs', method='hint_relic').validate())
+  check_runnable(TrainConfig(algorithm='bfs,dfs').validate())
+
+
+def test_streams_single_task_unchanged_multi_task_independent():
+  from nar import data as data_lib
+  from nar.config import TrainConfig
+  from nar.methods import task_configs
+  single = TrainConfig(algorithm='bfs', seed=5).validate()
+  assert task_configs(single) == [single]
+  multi = task_configs(TrainConfig(algorithm='bfs,dfs', seed=5).validate())
+  assert [c.algorithm for c in multi] == ['bfs', 'dfs']
+  assert len({c.seed for c in multi} | {5}) == 3
+  assert data_lib.task_seed(5, 0, 1) == 5
