@@ -84,3 +84,88 @@ def test_streams_single_task_unchanged_multi_task_independent():
   assert [c.algorithm for c in multi] == ['bfs', 'dfs']
   assert len({c.seed for c in multi} | {5}) == 3
   assert data_lib.task_seed(5, 0, 1) == 5
+
+
+def test_update_leaves_other_algorithms_encoders_and_moments_alone():
+  """dm-clrs's `filter_null_grads` semantics (its own function no longer runs on
+  this JAX): a step of algorithm i moves neither the parameters nor the Adam
+  moments of another algorithm's modules; Adam's step count is global."""
+  import jax.numpy as jnp
+  from nar.config import TrainConfig
+  from nar.train import make_optimizer, make_update
+  k = iter(jax.random.split(jax.random.PRNGKey(0), 8))
+  proc, enc0, enc1 = ('net/mpnn_aggr_clrs_processor/linear',
+                      'net/~_construct_encoders_decoders/algo_0_x_enc_linear',
+                      'net/~_construct_encoders_decoders/algo_1_x_enc_linear')
+  params = {m: {'w': jax.random.normal(next(k), (3, 3))} for m in (proc, enc0, enc1)}
+  x = jax.random.normal(next(k), (2, 3))
+
+  def loss_of(enc):
+    def loss(p, rng, x):
+      del rng
+      return jnp.sum((jnp.tanh(x @ p[proc]['w']) @ p[enc]['w']) ** 2), {}
+    return loss
+  optimizer = make_optimizer(TrainConfig(learning_rate=0.1, grad_clip=1.0).validate())
+  copy = lambda t: jax.tree_util.tree_map(jnp.copy, t)  # noqa: E731  (inputs are donated)
+  steps = [make_update(loss_of(enc0), optimizer, algorithm_index=0),
+           make_update(loss_of(enc1), optimizer, algorithm_index=1)]
+  # A fresh state: algorithm 1's step is a plain step for its modules.
+  p1, s1, *_ = steps[1](copy(params), optimizer.init(params), None, x)
+  plain, _, *_ = make_update(loss_of(enc1), optimizer)(copy(params), optimizer.init(params),
+                                                        None, x)
+  for m in (proc, enc1):
+    np.testing.assert_allclose(p1[m]['w'], plain[m]['w'], rtol=1e-6)
+  np.testing.assert_array_equal(p1[enc0]['w'], params[enc0]['w'])
+  # Then algorithm 0: algorithm 1's parameters and moments (non-zero now) stay put.
+  p2, s2, *_ = steps[0](copy(p1), copy(s1), None, x)
+  np.testing.assert_array_equal(p2[enc1]['w'], p1[enc1]['w'])
+  adam1, adam2 = s1[-1][0], s2[-1][0]
+  assert float(jnp.abs(adam1.mu[enc1]['w']).sum()) > 0
+  np.testing.assert_array_equal(adam2.mu[enc1]['w'], adam1.mu[enc1]['w'])
+  np.testing.assert_array_equal(adam2.nu[enc1]['w'], adam1.nu[enc1]['w'])
+  assert not np.array_equal(p2[enc0]['w'], p1[enc0]['w'])
+  assert not np.array_equal(p2[proc]['w'], p1[proc]['w'])
+  assert (int(adam1.count), int(adam2.count)) == (1, 2)
+  assert jax.tree_util.tree_structure(s2) == jax.tree_util.tree_structure(s1)
+
+
+# ----------------------------------------------------------------------- training
+def test_multi_task_run_results_and_exact_resume(tmp_path):
+  import json
+  import os
+  from nar.train import train
+  from tests.test_train import _final_params, tiny
+  cache = tmp_path / 'cache'
+  # One evaluation chunk of one shape per split: compilation is most of this test's time.
+  kw = dict(algorithm='insertion_sort,bfs', steps=6, eval_every=3, train_sizes=(4,),
+            val_size=8, eval_batch_size=8)
+  full = train(tiny(tmp_path / 'full', cache, **kw), progress=False)
+  assert full['algorithms'] == ['insertion_sort', 'bfs']
+  per = full['per_algorithm']
+  assert set(per) == {'insertion_sort', 'bfs'}
+  # Selection on the sum of the per-algorithm validation scores.
+  assert full['best_val']['score'] == pytest.approx(
+      sum(p['best_val']['score'] for p in per.values()))
+  assert full['test_score'] == pytest.approx(sum(p['test_score'] for p in per.values()) / 2)
+  assert all(0 <= p['test']['score'] <= 1 for p in per.values())
+  records = [json.loads(x) for x in open(tmp_path / 'full' / 'metrics.jsonl')]
+  assert [r['algorithm'] for r in records if r['kind'] == 'train'] == ['insertion_sort', 'bfs'] * 3
+  val = [r for r in records if r['kind'] == 'val']
+  assert [r['step'] for r in val] == [3, 6]
+  assert set(val[0]['per_algorithm']) == {'insertion_sort', 'bfs'}
+  assert [r['algorithm'] for r in records if r['kind'] == 'test'] == ['insertion_sort', 'bfs']
+  params = _final_params(tmp_path / 'full')
+
+  # Stopped at step 4 (resumes from the step-3 checkpoint, an odd step: bfs next).
+  assert train(tiny(tmp_path / 'resumed', cache, **kw), progress=False,
+               stop_after=4) == {'stopped_at': 4}
+  resumed = train(tiny(tmp_path / 'resumed', cache, **kw), progress=False)
+  a, b = params, _final_params(tmp_path / 'resumed')
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  assert resumed['per_algorithm'] == full['per_algorithm']
+  assert resumed['best_val'] == full['best_val']
+  val_b = [json.loads(x) for x in open(tmp_path / 'resumed' / 'metrics.jsonl')]
+  assert val == [r for r in val_b if r['kind'] == 'val']
+  assert os.path.isdir(tmp_path / 'resumed' / 'checkpoints' / 'best')
