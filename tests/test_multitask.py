@@ -169,3 +169,35 @@ def test_multi_task_run_results_and_exact_resume(tmp_path):
   val_b = [json.loads(x) for x in open(tmp_path / 'resumed' / 'metrics.jsonl')]
   assert val == [r for r in val_b if r['kind'] == 'val']
   assert os.path.isdir(tmp_path / 'resumed' / 'checkpoints' / 'best')
+
+
+def test_report_shows_a_multi_task_run_per_algorithm(tmp_path):
+  import json
+  from experiments import sweep as sw
+  out = tmp_path / 'g'
+  single = out / 'bfs' / 'baseline' / 'seed0'
+  single.mkdir(parents=True)
+  json.dump({'algorithm': 'bfs', 'method': 'baseline', 'seed': 0, 'test_score': 0.5,
+             'best_val': {'score': 0.6, 'step': 3}}, open(single / 'results.json', 'w'))
+  multi = out / 'multi' / 'seed0'
+  multi.mkdir(parents=True)
+  json.dump({'algorithm': 'bfs,dfs', 'method': 'baseline', 'seed': 0, 'test_score': 0.45,
+             'algorithms': ['bfs', 'dfs'], 'best_val': {'score': 1.3, 'step': 6},
+             'per_algorithm': {
+                 'bfs': {'best_val': {'score': 0.9, 'step': 6}, 'test_score': 0.7},
+                 'dfs': {'best_val': {'score': 0.4, 'step': 6}, 'test_score': 0.2}}},
+            open(multi / 'results.json', 'w'))
+  (multi / 'metrics.jsonl').write_text(json.dumps(
+      {'kind': 'val', 'step': 6, 'score': 1.3,
+       'per_algorithm': {'bfs': {'score': 0.9}, 'dfs': {'score': 0.4}}}) + '\n')
+  text = sw.report(str(out), plots=True)
+  head = next(line for line in text.splitlines() if line.startswith('| algorithm | baseline |'))
+  assert 'baseline (multi-task)' in head
+  bfs = next(line for line in text.splitlines() if line.startswith('| bfs |'))
+  dfs = next(line for line in text.splitlines() if line.startswith('| dfs |'))
+  assert '50.00 +- 0.00 (1)' in bfs and '70.00 +- 0.00 (1)' in bfs
+  assert '+20.00' in bfs                       # paired with the single-task run by seed
+  assert 'missing' in dfs and '20.00 +- 0.00 (1)' in dfs
+  assert 'bfs,dfs' not in text
+  val_bfs = [line for line in text.splitlines() if line.startswith('| bfs |')][1]
+  assert '90.0' in val_bfs                     # the algorithm's own validation score
