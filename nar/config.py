@@ -131,7 +131,7 @@ class Rule:
       raise ConfigError(f'{name} {_short(value)} has an empty name (a stray comma?)')
     unknown = [x for x in names if x not in self.options()]
     if unknown:
-      raise ConfigError(f"unknown {name} {', '.join(map(repr, unknown))}; choose from: "
+      raise ConfigError(f"unknown {name} {', '.join(_short(x) for x in unknown)}; choose from: "
                         f"{', '.join(self.options())}")
     twice = sorted({x for x in names if names.count(x) > 1})
     if twice:

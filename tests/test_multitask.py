@@ -201,3 +201,16 @@ def test_report_shows_a_multi_task_run_per_algorithm(tmp_path):
   assert 'bfs,dfs' not in text
   val_bfs = [line for line in text.splitlines() if line.startswith('| bfs |')][1]
   assert '90.0' in val_bfs                     # the algorithm's own validation score
+
+
+def test_cli_takes_algorithms_and_names_the_run_after_them(monkeypatch, capsys):
+  from nar import cli
+  seen = []
+  monkeypatch.setattr(cli, '_train_and_print', lambda config, quiet: seen.append(config) or 0)
+  assert cli.main(['train', '--algorithms', 'insertion_sort,bfs,dfs', '--seed', '1']) == 0
+  assert seen[-1].algorithms == ('insertion_sort', 'bfs', 'dfs')
+  assert seen[-1].out == 'runs/insertion_sort+bfs+dfs-baseline-s1'
+  assert cli.main(['train', '-a', 'bfs']) == 0 and seen[-1].out == 'runs/bfs-baseline-s42'
+  assert cli.main(['train', '-a', 'bfs,bfs']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'lists bfs more than once' in err[0]
