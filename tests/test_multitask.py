@@ -155,6 +155,13 @@ def test_multi_task_run_results_and_exact_resume(tmp_path):
   assert set(val[0]['per_algorithm']) == {'insertion_sort', 'bfs'}
   assert [r['algorithm'] for r in records if r['kind'] == 'test'] == ['insertion_sort', 'bfs']
   params = _final_params(tmp_path / 'full')
+  # Exported with dm-clrs's names: algo_i_ is the i-th algorithm of the run.
+  from nar.cli import main
+  from nar.interop import load_dm_clrs_params
+  assert main(['export', str(tmp_path / 'full'), str(tmp_path / 'dm.pkl')]) == 0
+  exported = load_dm_clrs_params(str(tmp_path / 'dm.pkl'))
+  assert any('algo_0_key_enc_linear' in k for k in exported)      # insertion_sort's
+  assert any('algo_1_s_enc_linear' in k for k in exported)        # bfs's source node
 
   # Stopped at step 4 (resumes from the step-3 checkpoint, an odd step: bfs next).
   assert train(tiny(tmp_path / 'resumed', cache, **kw), progress=False,
