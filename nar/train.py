@@ -4,6 +4,11 @@
            (validation every K steps, best checkpoint, resumable)
            -> OOD test of the best parameters -> results.json
 
+Several algorithms (`config.algorithms`, multi-task): one network with a shared
+processor; step k trains algorithm k mod A (its own stream, padding plan and
+jitted step); the best checkpoint is the step with the highest sum of the
+per-algorithm validation scores (as dm-clrs's run.py); each is tested at the end.
+
 Data parallelism: the global batch is split along its batch axis over every
 local device (`jax.sharding`), parameters are replicated and XLA reduces the
 gradients; with one device this is the plain single-device path.
