@@ -328,7 +328,37 @@ def collect(root: str) -> list[dict]:
       # The report's column: the method, or its --vary variant (the directory name).
       parent = os.path.basename(os.path.dirname(dirpath))
       r['_label'] = parent if parent.startswith(r['method'] + '@') else r['method']
-      rows.append(r)
+      rows.extend(_per_algorithm_rows(r, os.path.join(dirpath, 'results.json')))
+  return rows
+
+
+MULTI_TASK_SUFFIX = ' (multi-task)'
+
+
+def _per_algorithm_rows(r: dict, path: str) -> list[dict]:
+  """A single-task run is one row; a multi-task run (`per_algorithm` in its
+  results) one row per algorithm, in a column of its own ('<method> (multi-task)',
+  so it sits beside, and is paired by seed with, the single-task runs). Its
+  validation score is the algorithm's at the step selected on the sum over the
+  run's algorithms; its minutes are the whole run's."""
+  per = r.get('per_algorithm')
+  if per is None:
+    return [r]
+  if not isinstance(per, dict) or not per:
+    raise ConfigError(f'{path}: per_algorithm is not a table of algorithms; move it away or fix it')
+  rows = []
+  for name, entry in per.items():
+    score = entry.get('test_score') if isinstance(entry, dict) else None
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+      raise ConfigError(f'{path}: per_algorithm {name!r} has no valid test_score; move it away '
+                        'or fix it')
+    row = {k: v for k, v in r.items() if k not in ('per_algorithm', 'best_val')}
+    row.update(algorithm=name, test_score=score, _multi_task=True,
+               _label=r['_label'] + MULTI_TASK_SUFFIX)
+    best = entry.get('best_val')
+    if isinstance(best, dict) and isinstance(best.get('score'), (int, float)):
+      row['best_val'] = best
+    rows.append(row)
   return rows
 
 
@@ -670,6 +700,9 @@ def _plots(root, rows, methods, algos, by) -> str:
         continue
       records, _ = storage.read_jsonl(path)      # a torn line is left out
       val = [v for v in records if v.get('kind') == 'val' and 'step' in v and 'score' in v]
+      if r.get('_multi_task'):     # the algorithm's own curve, not the summed score
+        val = [{'step': v['step'], 'score': v['per_algorithm'][a]['score']} for v in val
+               if isinstance(v.get('per_algorithm'), dict) and a in v['per_algorithm']]
       label = r['_label']
       ax.plot([v['step'] for v in val], [v['score'] for v in val],
               color=f'C{methods.index(label) % 10}', alpha=0.7,

@@ -59,7 +59,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     f = fields[name]
     return f"{f.metadata['rule'].help}{extra} (default {f.default})"
 
-  p.add_argument('--algorithm', '-a', required=True, help='one of `nar algorithms`')
+  p.add_argument('--algorithm', '--algorithms', '-a', dest='algorithm', required=True,
+                 help='one of `nar algorithms`, or several comma-separated (multi-task: one '
+                      'network, shared processor, algorithms in turn)')
   from nar import registry
   p.add_argument('--method', default='baseline',
                  help='; '.join(f'{e.name}: {e.description}' for e in registry.methods().values())
@@ -100,7 +102,8 @@ def _config_from_args(args):
       values[name] = v
   values.update(parse_overrides(args.set))
   if 'out' not in values:
-    values['out'] = f"runs/{values['algorithm']}-{values['method']}-s{values.get('seed', 42)}"
+    name = '+'.join(x.strip() for x in str(values['algorithm']).split(','))
+    values['out'] = f"runs/{name}-{values['method']}-s{values.get('seed', 42)}"
   config = TrainConfig(**values)
   return config.validate()
 
@@ -122,7 +125,8 @@ def cmd_run(args) -> int:
 def _train_and_print(config, quiet: bool) -> int:
   from nar.train import train
   results = train(config, progress=not quiet)
-  print(f"OOD score ({config.algorithm}, n={results['test_size']}): {results['test_score']:.4f}")
+  for name, r in (results.get('per_algorithm') or {config.algorithm: results}).items():
+    print(f"OOD score ({name}, n={results['test_size']}): {r['test_score']:.4f}")
   print(f'run directory: {config.out} (results.json, metrics.jsonl, checkpoints/)')
   return 0
 

@@ -65,7 +65,8 @@ class Rule:
     options = self.options()
     choices = ' | '.join(options) if len(options) <= 8 else f'one of {len(options)} names'
     base = {'int': 'integer', 'float': 'number', 'bool': 'true|false', 'str': 'text',
-            'sizes': 'list of integers', 'choice': choices}[self.kind]
+            'sizes': 'list of integers', 'choice': choices,
+            'names': choices + ' (several: comma-separated)'}[self.kind]
     bounds = []
     if self.above is not None:
       bounds.append(f'> {_num(self.above)}')
@@ -85,6 +86,8 @@ class Rule:
         raise ConfigError(f'unknown {name} {_short(value)}; choose one of: '
                           f"{', '.join(self.options())}")
       return value
+    if self.kind == 'names':
+      return ','.join(self._names(name, value))
     if self.kind == 'bool':
       if not isinstance(value, bool):
         raise ConfigError(f'{name} must be true or false, got {_short(value)}')
@@ -117,6 +120,25 @@ class Rule:
       return self._bounds(name, as_float)
     raise AssertionError(self.kind)
 
+  def _names(self, name: str, value) -> list:
+    """The names of a comma-separated list, each known, none twice, at least one."""
+    if not isinstance(value, str):
+      raise ConfigError(f'{name} must be a name or comma-separated names, got {_short(value)}')
+    names = [x.strip() for x in value.split(',')]
+    if not any(names):
+      raise ConfigError(f'{name} names no algorithm; choose from: {", ".join(self.options())}')
+    if not all(names):
+      raise ConfigError(f'{name} {_short(value)} has an empty name (a stray comma?)')
+    unknown = [x for x in names if x not in self.options()]
+    if unknown:
+      raise ConfigError(f"unknown {name} {', '.join(_short(x) for x in unknown)}; choose from: "
+                        f"{', '.join(self.options())}")
+    twice = sorted({x for x in names if names.count(x) > 1})
+    if twice:
+      raise ConfigError(f"{name} lists {', '.join(twice)} more than once; each algorithm is "
+                        'trained once')
+    return names
+
   def _bounds(self, name, value, what: str = ''):
     if self.above is not None and not value > self.above:
       raise ConfigError(f'{name} must be > {_num(self.above)}, got {_short(value)}')
@@ -138,8 +160,10 @@ def _count(default, help, low=1, **rule):  # noqa: A002
 
 @dataclasses.dataclass
 class TrainConfig:
-  algorithm: str = setting('bfs', 'CLRS-30 algorithm (`nar algorithms`)', 'choice',
-                           choices=CLRS30_ALGORITHMS)
+  # Several comma-separated names: multi-task training (one network, one processor,
+  # algorithms interleaved one per step; see nar.train). One name: the plain run.
+  algorithm: str = setting('bfs', 'CLRS-30 algorithm (`nar algorithms`), or several '
+                           'comma-separated (multi-task)', 'names', choices=CLRS30_ALGORITHMS)
   method: str = setting('baseline', 'training method (`nar train --help`; nar.registry)',
                         'choice', choices=lambda: tuple(registry.methods()))
   steps: int = _count(10_000, 'training steps')
@@ -192,6 +216,16 @@ class TrainConfig:
   relic_twin: str = setting('rollout', "Hint-ReLIC: how the twin side is computed: 'step' (one "
                             "processor step per pair) or 'rollout' (whole trajectory)",
                             'choice', choices=RELIC_TWIN_MODES)
+
+  @property
+  def algorithms(self) -> tuple:
+    """The algorithms trained, in their order (algorithm i's parameters are
+    `algo_{i}_...`); one for a single-task run."""
+    return tuple(x.strip() for x in self.algorithm.split(','))
+
+  @property
+  def multi_task(self) -> bool:
+    return len(self.algorithms) > 1
 
   def validate(self) -> 'TrainConfig':
     """Checks every field against its declared rule (and normalises: floats as

@@ -46,6 +46,15 @@ def _batch_seed(seed: int, step: int) -> int:
   return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
 
 
+def task_seed(seed: int, index: int, count: int) -> int:
+  """The training-stream seed of algorithm `index` of `count` trained together:
+  `seed` itself for a single algorithm (its stream is the single-task run's),
+  else one derived from (seed, index), so the algorithms' streams are independent."""
+  if count == 1:
+    return seed
+  return int(np.random.SeedSequence([seed, 0x3A17, index]).generate_state(1)[0] % (2 ** 31 - 1))
+
+
 def make_train_samples(algorithm: str, seed: int, step: int, batch_size: int,
                        sizes: Sequence[int]) -> list[Sample]:
   """The samples of training batch `step` (deterministic in seed and step)."""

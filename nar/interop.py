@@ -56,6 +56,14 @@ def _network(config: TrainConfig):
   from nar import methods
   from nar.sample import processed_spec
   from nar.train import build_network
+  from nar.train import init_network
+  if config.multi_task:    # dm-clrs's names already: algo_i_ is the i-th algorithm of the run
+    specs = [processed_spec(a) for a in config.algorithms]
+    examples = [methods.get(c, sp).example_batch()
+                for c, sp in zip(methods.task_configs(config), specs)]
+    net = build_network(config, specs, examples)
+    template = jax.eval_shape(lambda: init_network(net, jax.random.PRNGKey(0), examples))
+    return specs, net, template
   spec = processed_spec(config.algorithm)
   example = methods.get(config, spec).example_batch()
   net = build_network(config, spec, example)

@@ -106,11 +106,30 @@ def get(config: TrainConfig, spec: dict) -> Method:
   return factory(config, spec)
 
 
+def task_configs(config: TrainConfig) -> list:
+  """One configuration per algorithm of `config` (multi-task: `config.algorithms`),
+  which its method is built with: that algorithm alone, and its own training
+  stream seed (`data.task_seed`). A single-task run's is `config` itself."""
+  import dataclasses
+  names = config.algorithms
+  if len(names) == 1:
+    return [config]
+  return [dataclasses.replace(config, algorithm=name,
+                              seed=data_lib.task_seed(config.seed, i, len(names)))
+          for i, name in enumerate(names)]
+
+
 def check_runnable(config: TrainConfig) -> None:
   """The method's own check of `config` (`Method.check`), e.g. Hint-ReLIC needs
-  an augmentation rule for the algorithm: ConfigError before anything is written."""
+  an augmentation rule for the algorithm: ConfigError before anything is written.
+  Multi-task: each algorithm's, and only methods that support it."""
+  from nar.config import ConfigError
   from nar.sample import processed_spec
-  factory, config = _resolve(config)
+  factory, resolved = _resolve(config)
+  if config.multi_task and factory is not Baseline:
+    raise ConfigError(f'multi-task training (several algorithms) supports the baseline method '
+                      f'only, not yet {config.method}; train one algorithm at a time with it')
   check = getattr(factory, 'check', None)
   if check is not None:
-    check(config, processed_spec(config.algorithm))
+    for task in task_configs(resolved):
+      check(task, processed_spec(task.algorithm))

@@ -101,21 +101,39 @@ def _mask_candidates(logits: jax.Array, node_mask: jax.Array) -> jax.Array:
 class Net(hk.Module):
   """Haiku module named 'net' like dm-clrs's, so parameter trees are interchangeable."""
 
-  def __init__(self, spec: dict, nb_dims: dict, config: NetConfig, name: str = 'net'):
+  def __init__(self, spec, nb_dims, config: NetConfig, name: str = 'net'):
+    """spec, nb_dims: one algorithm's (dicts), or one per algorithm (sequences
+    of dicts, multi-task): the processor is shared, algorithm i has its own
+    encoders and decoders, named `algo_{i}_...` as dm-clrs's `Net` of a list
+    of specs names them."""
     super().__init__(name=name)
-    self.spec = spec
-    self.nb_dims = nb_dims
+    self.specs = [spec] if isinstance(spec, dict) else list(spec)
+    self.nb_dims_list = [nb_dims] if isinstance(nb_dims, dict) else list(nb_dims)
+    if len(self.specs) != len(self.nb_dims_list):
+      raise ValueError(f'{len(self.specs)} specs but {len(self.nb_dims_list)} nb_dims')
     self.config = config
     self.hidden = config.processor.hidden
-    for name_, (stage, loc, typ) in spec.items():
-      if stage == _Stage.HINT and typ == _Type.PERMUTATION_POINTER:
-        raise NotImplementedError(f'permutation-pointer hint {name_} is not supported')
+    for spec_ in self.specs:
+      for name_, (stage, loc, typ) in spec_.items():
+        if stage == _Stage.HINT and typ == _Type.PERMUTATION_POINTER:
+          raise NotImplementedError(f'permutation-pointer hint {name_} is not supported')
+    self._select(0)
+
+  def _select(self, algorithm_index: int) -> None:
+    """Makes algorithm `algorithm_index` the one the methods below work on."""
+    if not 0 <= algorithm_index < len(self.specs):
+      raise ValueError(f'algorithm_index {algorithm_index} out of range for '
+                       f'{len(self.specs)} algorithm(s)')
+    self.algorithm_index = algorithm_index
+    self.spec = self.specs[algorithm_index]
+    self.nb_dims = self.nb_dims_list[algorithm_index]
 
   # ---------------------------------------------------------------- parameters
   def _construct_encoders_decoders(self):
     """Creates encoder/decoder parameter holders with dm-clrs's names (the method
     name is part of dm-clrs's parameter paths)."""
     h = self.hidden
+    prefix = f'algo_{self.algorithm_index}_'
     encoders, decoders = {}, {}
     for name, (stage, loc, typ) in self.spec.items():
       if stage in (_Stage.INPUT, _Stage.HINT):
@@ -123,13 +141,13 @@ class Net(hk.Module):
         if (self.config.encoder_init == 'xavier_on_scalars' and stage == _Stage.HINT and
             typ == _Type.SCALAR):
           w_init = hk.initializers.TruncatedNormal(stddev=1.0 / jnp.sqrt(h))
-        enc = [Dense(h, w_init=w_init, name=f'algo_0_{name}_enc_linear')]
+        enc = [Dense(h, w_init=w_init, name=f'{prefix}{name}_enc_linear')]
         if loc == _Loc.EDGE and typ == _Type.POINTER:
-          enc.append(Dense(h, w_init=w_init, name=f'algo_0_{name}_enc_linear'))
+          enc.append(Dense(h, w_init=w_init, name=f'{prefix}{name}_enc_linear'))
         encoders[name] = enc
       if stage in (_Stage.OUTPUT, _Stage.HINT):
         nd = self.nb_dims[name]
-        mk = lambda size, n=name: Dense(size, name=f'algo_0_{n}_dec_linear')  # noqa: E731
+        mk = lambda size, n=name: Dense(size, name=f'{prefix}{n}_dec_linear')  # noqa: E731
         if loc == _Loc.NODE:
           if typ in (_Type.SCALAR, _Type.MASK, _Type.MASK_ONE):
             dec = (mk(1),)
@@ -379,7 +397,8 @@ class Net(hk.Module):
 
   def __call__(self, inputs: dict, hints: dict, lengths: Optional[jax.Array],
                node_mask: jax.Array, *, is_training: bool, return_representations: bool = False,
-               return_latents: bool = False, step_from: Optional[jax.Array] = None):
+               return_latents: bool = False, step_from: Optional[jax.Array] = None,
+               algorithm_index: int = 0):
     """The rollout (returns `NetOutput`), or with `step_from` a single step
     (returns `StepOutput`, see `make_step_net`).
 
@@ -389,7 +408,9 @@ class Net(hk.Module):
     (pointers as distributions over nodes: `dense_data` of true hints, or
     `soft_hints` of a prediction), `step_from` `[B, N, H]` the processor latent
     entering the step; the same mathematics as each step of the rollout.
+    `algorithm_index`: which algorithm of a multi-task network the data is of.
     """
+    self._select(algorithm_index)
     ctx = self._prepare(inputs, node_mask)
     if step_from is not None:
       return self._one_step(ctx, hints, step_from, is_training)
@@ -526,14 +547,40 @@ def net_config_of(config) -> NetConfig:
                    compute_dtype=config.precision)
 
 
-def make_net(spec: dict, nb_dims: dict, config: NetConfig) -> hk.Transformed:
-  """`hk.transform` of `Net(...)(inputs, hints, lengths, node_mask, is_training=...)`."""
+def make_net(spec, nb_dims, config: NetConfig) -> hk.Transformed:
+  """`hk.transform` of `Net(...)(inputs, hints, lengths, node_mask, is_training=...)`.
+
+  spec, nb_dims: one algorithm's dicts, or one per algorithm (multi-task, see
+  `Net`). Then `algorithm_index=i` (static) runs algorithm i; `-1`, as in
+  dm-clrs, takes a sequence per argument (one batch per algorithm), runs every
+  algorithm (to create all parameters at `init`) and returns the last one's output.
+  """
   def forward(inputs, hints, lengths, node_mask, is_training: bool,
-              return_representations: bool = False, return_latents: bool = False):
-    return _with_precision(config, lambda: Net(spec, nb_dims, config)(
-        inputs, hints, lengths, node_mask, is_training=is_training,
-        return_representations=return_representations, return_latents=return_latents))
+              return_representations: bool = False, return_latents: bool = False,
+              algorithm_index: int = 0):
+    def run():
+      net = Net(spec, nb_dims, config)
+      kw = dict(is_training=is_training, return_representations=return_representations,
+                return_latents=return_latents)
+      if algorithm_index != -1:
+        return net(inputs, hints, lengths, node_mask, algorithm_index=algorithm_index, **kw)
+      # One call per algorithm (not a loop inside one call): Haiku names the modules
+      # of each call alike, so the processor's parameters are shared.
+      out = None
+      for i, args in enumerate(zip(inputs, hints, lengths, node_mask)):
+        out = net(*args, algorithm_index=i, **kw)
+      return out
+    return _with_precision(config, run)
   return hk.transform(forward)
+
+
+def bind_algorithm(net: hk.Transformed, algorithm_index: int) -> hk.Transformed:
+  """A multi-task network (`make_net` of several specs) seen as algorithm
+  `algorithm_index`'s own: `init`/`apply` take that algorithm's batch and pass
+  `algorithm_index` on (so a method written for one algorithm runs unchanged)."""
+  import functools
+  return hk.Transformed(init=functools.partial(net.init, algorithm_index=algorithm_index),
+                        apply=functools.partial(net.apply, algorithm_index=algorithm_index))
 
 
 def make_step_net(spec: dict, nb_dims: dict, config: NetConfig) -> hk.Transformed:
@@ -546,7 +593,8 @@ def make_step_net(spec: dict, nb_dims: dict, config: NetConfig) -> hk.Transforme
   entering the step (zeros at step 0); node_mask `[B, N]`.
   Its parameters are `make_net`'s (same modules, same names).
   """
-  def step(inputs, hints, hidden, node_mask, is_training: bool):
+  def step(inputs, hints, hidden, node_mask, is_training: bool, algorithm_index: int = 0):
     return _with_precision(config, lambda: Net(spec, nb_dims, config)(
-        inputs, hints, None, node_mask, is_training=is_training, step_from=hidden))
+        inputs, hints, None, node_mask, is_training=is_training, step_from=hidden,
+        algorithm_index=algorithm_index))
   return hk.transform(step)

@@ -4,6 +4,11 @@
            (validation every K steps, best checkpoint, resumable)
            -> OOD test of the best parameters -> results.json
 
+Several algorithms (`config.algorithms`, multi-task): one network with a shared
+processor; step k trains algorithm k mod A (its own stream, padding plan and
+jitted step); the best checkpoint is the step with the highest sum of the
+per-algorithm validation scores (as dm-clrs's run.py); each is tested at the end.
+
 Data parallelism: the global batch is split along its batch axis over every
 local device (`jax.sharding`), parameters are replicated and XLA reduces the
 gradients; with one device this is the plain single-device path.
@@ -16,6 +21,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -35,8 +41,8 @@ from nar.config import (MIN_SIZE, ConfigError, TrainConfig, config_conflicts, lo
                         load_config_file)
 from nar.errors import RunError
 from nar.evaluation import ScoreAccumulator, hard_outputs
-from nar.methods import check_runnable
-from nar.model import make_net, nb_dims_of, net_config_of
+from nar.methods import check_runnable, task_configs
+from nar.model import bind_algorithm, make_net, nb_dims_of, net_config_of
 from nar.sample import processed_spec
 
 
@@ -109,9 +115,36 @@ def enable_compilation_cache(cache_dir: str) -> None:
 
 
 # -------------------------------------------------------------------- model
-def build_network(config: TrainConfig, spec: dict, example: Batch) -> hk.Transformed:
-  return make_net(spec, nb_dims_of(example.inputs, example.hints, example.outputs),
+def build_network(config: TrainConfig, spec, example) -> hk.Transformed:
+  """The network of `spec` (one algorithm's) built from `example` (a `Batch`);
+  multi-task: a list of specs and a list of batches, one per algorithm."""
+  if isinstance(spec, dict):
+    return make_net(spec, nb_dims_of(example.inputs, example.hints, example.outputs),
+                    net_config_of(config))
+  return make_net(list(spec), [nb_dims_of(e.inputs, e.hints, e.outputs) for e in example],
                   net_config_of(config))
+
+
+def init_network(net: hk.Transformed, key, examples: Sequence[Batch]) -> dict:
+  """Parameters of every algorithm of a multi-task network (dm-clrs's
+  `algorithm_index=-1` initialisation: one pass per algorithm, shared processor)."""
+  return net.init(key, [e.inputs for e in examples], [e.hints for e in examples],
+                  [e.lengths for e in examples], [e.node_mask for e in examples],
+                  is_training=True, algorithm_index=-1)
+
+
+_ALGO_MODULE = re.compile(r'(?:^|/)algo_(\d+)_')
+
+
+def other_algorithms_modules(params: dict, algorithm_index: int) -> set:
+  """Modules (top-level parameter keys) of the encoders/decoders of algorithms
+  other than `algorithm_index` (dm-clrs's names `algo_{i}_...`)."""
+  out = set()
+  for name in params:
+    m = _ALGO_MODULE.search(name)
+    if m and int(m.group(1)) != algorithm_index:
+      out.add(name)
+  return out
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -123,16 +156,51 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 
 
 def make_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
-                placement: Optional[Placement] = None):
+                placement: Optional[Placement] = None, algorithm_index: Optional[int] = None):
   """(params, opt_state, rng, *data) -> (params, opt_state, loss, terms, grad_norm);
-  with a placement, every output is replicated (readable on every host)."""
+  with a placement, every output is replicated (readable on every host).
+
+  algorithm_index (multi-task): the step trains that algorithm; the encoders and
+  decoders of the others are left as they are, parameters and their optimizer
+  state (Adam's moments) alike, as dm-clrs's `filter_null_grads` does: their
+  gradient is zero, and Adam would otherwise move them on its momentum. Global
+  optimizer state (Adam's step count) advances every step, also as in dm-clrs."""
   def update(params, opt_state, rng, *data):
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rng, *data)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    return params, opt_state, loss, terms, optax.tree.norm(grads)
+    frozen = (set() if algorithm_index is None
+              else other_algorithms_modules(params, algorithm_index))
+    if not frozen:
+      updates, opt_state = optimizer.update(grads, opt_state, params)
+      params = optax.apply_updates(params, updates)
+      return params, opt_state, loss, terms, optax.tree.norm(grads)
+    names = set(params)
+    active = lambda tree: {k: v for k, v in tree.items() if k not in frozen}  # noqa: E731
+    sub_state = _map_param_trees(opt_state, names, active)
+    updates, sub_state = optimizer.update(active(grads), sub_state, active(params))
+    new_params = {**params, **optax.apply_updates(active(params), updates)}
+    opt_state = _merge_param_trees(opt_state, sub_state, names)
+    return new_params, opt_state, loss, terms, optax.tree.norm(active(grads))
   out = {} if placement is None else {'out_shardings': placement.replicated}
   return jax.jit(update, donate_argnums=(0, 1), **out)
+
+
+def _is_param_tree(names: set):
+  return lambda x: isinstance(x, dict) and set(x) == names
+
+
+def _map_param_trees(state, names: set, fn):
+  """`fn` applied to every parameter-shaped tree (per-parameter state such as
+  Adam's moments) of an optimizer state; other leaves (step counts) as they are."""
+  is_tree = _is_param_tree(names)
+  return jax.tree_util.tree_map(lambda x: fn(x) if is_tree(x) else x, state, is_leaf=is_tree)
+
+
+def _merge_param_trees(state, sub_state, names: set):
+  """`state` with the entries of `sub_state` (a `_map_param_trees` restriction of it,
+  updated) put back; global leaves come from `sub_state`."""
+  is_tree = _is_param_tree(names)
+  return jax.tree_util.tree_map(lambda old, new: {**old, **new} if is_tree(old) else new,
+                                state, sub_state, is_leaf=is_tree)
 
 
 def make_predict(net: hk.Transformed, spec: dict, placement: Optional[Placement] = None):
@@ -349,7 +417,12 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
   # Repairs and skipped files are reported even in a quiet run.
   warn = (lambda msg: print(msg, flush=True)) if writer else (lambda msg: None)
   resuming = run.prepare(config, report=warn) if writer else False
-  spec = processed_spec(config.algorithm)
+  # Multi-task (several algorithms): one network, its processor shared; step k
+  # trains algorithm k mod A on batch k // A of its own stream, with its own
+  # jitted step. A single algorithm is the A = 1 case, unchanged.
+  names = config.algorithms
+  multi = len(names) > 1
+  specs = [processed_spec(a) for a in names]
   placement = Placement.create(config.batch_size)
   cache_dir = config.resolved_cache_dir()
   enable_compilation_cache(cache_dir)
@@ -360,21 +433,26 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
   if method_factory is None:
     from nar import methods
     method_factory = methods.get
-  method = method_factory(config, spec)
+  tasks = [method_factory(c, sp) for c, sp in zip(task_configs(config), specs)]
 
   hosts = f', {jax.process_count()} processes' if jax.process_count() > 1 else ''
   say(f'[nar] {config.algorithm}: {config.method}, {config.processor} hidden {config.hidden}, '
       f'batch {config.batch_size}, {config.steps} steps, seed {config.seed}, '
       f'{len(jax.devices())} {jax.default_backend()} device(s){hosts}')
-  val = data_lib.load_split(config.algorithm, 'val', size=config.val_size,
-                            num_samples=config.val_samples, cache_dir=cache_dir,
-                            progress=progress)
+  vals = [data_lib.load_split(a, 'val', size=config.val_size, num_samples=config.val_samples,
+                              cache_dir=cache_dir, progress=progress) for a in names]
 
-  example = method.example_batch()
-  net = build_network(config, spec, example)
+  examples = [t.example_batch() for t in tasks]
   optimizer = make_optimizer(config)
   base_key = jax.random.PRNGKey(config.seed)
-  params = method.init(net, jax.random.fold_in(base_key, -1 % (2 ** 31)), example)
+  init_key = jax.random.fold_in(base_key, -1 % (2 ** 31))
+  if multi:
+    net = build_network(config, specs, examples)
+    nets = [bind_algorithm(net, i) for i in range(len(names))]
+    params = init_network(net, init_key, examples)
+  else:
+    nets = [build_network(config, specs[0], examples[0])]
+    params = tasks[0].init(nets[0], init_key, examples[0])
   opt_state = optimizer.init(params)
   state = {'params': params, 'opt_state': opt_state}
   start_step, best = 0, {'score': -math.inf, 'step': -1}
@@ -401,12 +479,22 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
   state, start_step, best_score, best_step = distributed.broadcast_from_writer(
       (jax.device_get(state), np.int64(start_step), np.float64(best['score']),
        np.int64(best['step'])))
-  start_step, best = int(start_step), {'score': float(best_score), 'step': int(best_step)}
+  # What only the writer uses (the per-algorithm scores of the best step) is kept as it read it.
+  extra = {k: v for k, v in best.items() if k not in ('score', 'step')}
+  start_step = int(start_step)
+  best = {'score': float(best_score), 'step': int(best_step), **extra}
   if writer:
     run.truncate_metrics(start_step, report=warn)
   state = placement.replicate(state)
-  update = make_update(method.loss_fn(net), optimizer, placement)
-  predict = make_predict(net, spec, placement)
+  # One jitted step and predict per algorithm (each specialised to its index and shapes).
+  updates = [make_update(t.loss_fn(n), optimizer, placement, algorithm_index=i if multi else None)
+             for i, (t, n) in enumerate(zip(tasks, nets))]
+  predicts = [make_predict(n, sp, placement) for n, sp in zip(nets, specs)]
+  count = len(names)
+
+  def batch_of_step(k: int):
+    # Algorithm k mod A, its own step k // A: each cycles through all its sizes.
+    return tasks[k % count].batch(k // count)
 
   def save_state(step: int) -> Optional[str]:
     if not writer:
@@ -418,7 +506,7 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
     return path
 
   last_good = None
-  prefetch = data_lib.Prefetcher(method.batch, start_step, depth=config.prefetch)
+  prefetch = data_lib.Prefetcher(batch_of_step, start_step, depth=config.prefetch)
   bar = None
   if progress:
     from tqdm import tqdm
@@ -440,12 +528,13 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
       item = next(prefetch)
       t0 = time.perf_counter()
       rng = jax.random.fold_in(base_key, step)
-      placed = method.place(item, placement)
-      params, opt_state, loss, terms, gnorm = update(state['params'], state['opt_state'], rng,
-                                                     *placed)
+      task = step % count
+      placed = tasks[task].place(item, placement)
+      params, opt_state, loss, terms, gnorm = updates[task](state['params'], state['opt_state'],
+                                                            rng, *placed)
       loss = float(loss)
       dt = time.perf_counter() - t0
-      if step == start_step:
+      if step - start_step < count:     # the first step of each algorithm compiles it
         timings['compile_s'] += dt
       else:
         timings['train_s'] += dt
@@ -460,6 +549,8 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
       step += 1
       if step % config.log_every == 0 or step == config.steps:
         rec = {'kind': 'train', 'step': step, 'loss': loss, 'grad_norm': float(gnorm)}
+        if multi:
+          rec['algorithm'] = names[task]
         rec.update({k: float(v) for k, v in jax.device_get(terms).items()})
         if writer:
           run.append_metrics(rec)
@@ -468,13 +559,21 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
         bar.set_postfix(loss=f'{loss:.3f}', val=f"{best['score']:.3f}", refresh=False)
       if step % config.eval_every == 0 or step == config.steps:
         t1 = time.perf_counter()
-        scores = evaluate_split(predict, state['params'], val, spec, config.eval_batch_size,
-                                placement)
+        per = [evaluate_split(pr, state['params'], v, sp, config.eval_batch_size, placement)
+               for pr, v, sp in zip(predicts, vals, specs)]
         timings['eval_s'] += time.perf_counter() - t1
+        if multi:
+          # Model selection on the sum of the per-algorithm scores, as dm-clrs's run.py.
+          scores = {'score': sum(x['score'] for x in per),
+                    'per_algorithm': {a: x for a, x in zip(names, per)}}
+        else:
+          scores = per[0]
         if writer:
           run.append_metrics({'kind': 'val', 'step': step, **scores})
         if scores['score'] > best['score']:
           best = {'score': scores['score'], 'step': step}
+          if multi:
+            best['per_algorithm'] = {a: x['score'] for a, x in zip(names, per)}
           if writer:
             ckpt.save(run.checkpoints, 'best', jax.device_get(state['params']),
                       {'step': step, 'best': best})
@@ -494,17 +593,25 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
   if writer and best['step'] >= 0:
     test_params = load_best(run, jax.device_get(state), best, report=warn)
   test_params = placement.replicate(distributed.broadcast_from_writer(test_params))
-  test = data_lib.load_split(config.algorithm, 'test', size=config.test_size,
-                             num_samples=config.test_samples, cache_dir=cache_dir,
-                             progress=progress)
+  tests = []
   t1 = time.perf_counter()
-  test_scores = evaluate_split(predict, test_params, test, spec, config.eval_batch_size,
-                               placement, progress='testing' if progress else None)
+  for a, pr, sp in zip(names, predicts, specs):
+    test = data_lib.load_split(a, 'test', size=config.test_size, num_samples=config.test_samples,
+                               cache_dir=cache_dir, progress=progress)
+    tests.append(evaluate_split(pr, test_params, test, sp, config.eval_batch_size, placement,
+                                progress=f'testing {a}' if progress else None))
+    if writer:
+      run.append_metrics({'kind': 'test', 'step': step, 'size': config.test_size,
+                          **({'algorithm': a} if multi else {}), **tests[-1]})
   timings['test_s'] = time.perf_counter() - t1
-  if writer:
-    run.append_metrics({'kind': 'test', 'step': step, 'size': config.test_size, **test_scores})
   samples_per_s = (timings['steps_timed'] * config.batch_size / timings['train_s']
                    if timings['train_s'] > 0 else None)
+  if multi:
+    # The run's own score is the mean over its algorithms; each is in per_algorithm.
+    mean = sum(x['score'] for x in tests) / len(tests)
+    test_scores = {'score': mean}
+  else:
+    test_scores = tests[0]
   results = {
       'algorithm': config.algorithm, 'method': config.method, 'seed': config.seed,
       'config': config.to_json(), 'versions': versions(),
@@ -512,10 +619,21 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
       'test_size': config.test_size, 'steps': step, 'tested_step': tested_step,
       'timings': {**timings, 'train_samples_per_s': samples_per_s},
   }
+  if multi:
+    results['algorithms'] = list(names)
+    results['selection'] = 'sum of the per-algorithm validation scores'
+    results['val_score_sum'] = best['score']
+    results['per_algorithm'] = {
+        a: {'best_val': {'score': (best.get('per_algorithm') or {}).get(a), 'step': best['step']},
+            'test_score': x['score'], 'test': x} for a, x in zip(names, tests)}
   if writer:
     storage.atomic_write_json(run.results, results)
-  say(f"[nar] {config.algorithm} {config.method}: best val {best['score']:.4f} at step "
-      f"{best['step']}; OOD test (n={config.test_size}) score {test_scores['score']:.4f}")
+  for a, x in zip(names, tests):
+    val_score = best['score'] if not multi else (best.get('per_algorithm') or {}).get(a)
+    val_text = f'{val_score:.4f}' if isinstance(val_score, float) else 'n/a'
+    say(f"[nar] {a} {config.method}: best val {val_text} at step {best['step']}"
+        f"{' (selected on the sum over algorithms)' if multi else ''}; OOD test "
+        f"(n={config.test_size}) score {x['score']:.4f}")
   return results
 
 
@@ -549,6 +667,10 @@ def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True
   if not os.path.exists(run.config):
     raise RunError(f'{run_dir} is not a run directory (no config.json)')
   config = load_config(run.config)
+  if config.multi_task:
+    raise ConfigError(f'{run_dir} is a multi-task run ({", ".join(config.algorithms)}); '
+                      're-evaluating one at other sizes is not supported yet (its results.json '
+                      'has each algorithm\'s test score)')
   enable_compilation_cache(config.resolved_cache_dir())
   spec = processed_spec(config.algorithm)
   if not os.path.isdir(run.checkpoints) or not os.listdir(run.checkpoints):

@@ -1,0 +1,223 @@
+"""Multi-task training: one network (shared processor, encoders and decoders per
+algorithm, named as dm-clrs's), algorithms interleaved one per step."""
+
+import clrs
+import jax
+import numpy as np
+import pytest
+from clrs._src import baselines
+
+from nar.model import NetConfig, make_net, nb_dims_of
+from nar.processors import ProcessorConfig
+from tests.helpers import make_batch
+from tests.test_model import _feedback
+
+H = 8
+
+
+def _shapes(params):
+  return {m: {k: tuple(v.shape) for k, v in leaves.items()} for m, leaves in params.items()}
+
+
+def test_same_tree_and_outputs_as_dm_clrs_multi_spec_model():
+  algorithms = ('insertion_sort', 'bfs', 'lcs_length')
+  batches = [make_batch(a, 5, 2, seed=k, time_bucketing=False) for k, a in enumerate(algorithms)]
+  specs = [spec for _, spec in batches]
+  fbs = [_feedback(b, spec) for b, spec in batches]
+  ref = baselines.BaselineModel(
+      specs, fbs, clrs.get_processor_factory('triplet_gmpnn', use_ln=True, nb_triplet_fts=8),
+      hidden_dim=H, encode_hints=True, decode_hints=True, encoder_init='xavier_on_scalars')
+  ref.init([fb.features for fb in fbs], 7)
+  params = ref.params
+  net = make_net(specs, [nb_dims_of(b.inputs, b.hints, b.outputs) for b, _ in batches],
+                 NetConfig(ProcessorConfig(kind='triplet_gmpnn', hidden=H)))
+  ours = net.init(jax.random.PRNGKey(0), *[[getattr(b, f) for b, _ in batches]
+                                           for f in ('inputs', 'hints', 'lengths', 'node_mask')],
+                  is_training=False, algorithm_index=-1)
+  # Same parameter names and shapes: a dm-clrs multi-task checkpoint loads as is.
+  assert _shapes(ours) == _shapes(params)
+  assert any(k.endswith(f'algo_{len(algorithms) - 1}_pos_enc_linear') for k in ours)
+  for i, (batch, spec) in enumerate(batches):
+    out_ref, hints_ref = ref.net_fn.apply(params, jax.random.PRNGKey(0), [fbs[i].features], True,
+                                          i, True, False)
+    out = net.apply(params, None, batch.inputs, batch.hints, batch.lengths, batch.node_mask,
+                    is_training=False, algorithm_index=i)
+    assert set(out.outputs) == set(out_ref)
+    for k, v in out_ref.items():
+      np.testing.assert_allclose(out.outputs[k], v, atol=2e-5, rtol=1e-4, err_msg=k)
+    for k in hints_ref[0]:
+      np.testing.assert_allclose(out.hints[k], np.stack([h[k] for h in hints_ref]),
+                                 atol=2e-5, rtol=1e-4, err_msg=k)
+
+
+# ------------------------------------------------------------------ configuration
+def test_algorithm_lists_are_validated():
+  from nar.config import ConfigError, TrainConfig
+  c = TrainConfig(algorithm='insertion_sort, bfs,dfs').validate()
+  assert c.algorithm == 'insertion_sort,bfs,dfs' and c.algorithms == ('insertion_sort', 'bfs', 'dfs')
+  assert c.multi_task and not TrainConfig(algorithm='bfs').validate().multi_task
+  with pytest.raises(ConfigError, match=r"unknown algorithm 'bsf', 'nope'; choose from: .*bfs"):
+    TrainConfig(algorithm='bsf,dfs,nope').validate()
+  with pytest.raises(ConfigError, match='lists bfs more than once'):
+    TrainConfig(algorithm='bfs,dfs,bfs').validate()
+  with pytest.raises(ConfigError, match='names no algorithm'):
+    TrainConfig(algorithm='').validate()
+  with pytest.raises(ConfigError, match='empty name'):
+    TrainConfig(algorithm='bfs,,dfs').validate()
+
+
+def test_multi_task_refuses_methods_it_does_not_support_yet():
+  from nar.config import ConfigError, TrainConfig
+  from nar.methods import check_runnable
+  with pytest.raises(ConfigError, match='supports the baseline method only'):
+    check_runnable(TrainConfig(algorithm='bfs,dfs', method='hint_relic').validate())
+  check_runnable(TrainConfig(algorithm='bfs,dfs').validate())
+
+
+def test_streams_single_task_unchanged_multi_task_independent():
+  from nar import data as data_lib
+  from nar.config import TrainConfig
+  from nar.methods import task_configs
+  single = TrainConfig(algorithm='bfs', seed=5).validate()
+  assert task_configs(single) == [single]
+  multi = task_configs(TrainConfig(algorithm='bfs,dfs', seed=5).validate())
+  assert [c.algorithm for c in multi] == ['bfs', 'dfs']
+  assert len({c.seed for c in multi} | {5}) == 3
+  assert data_lib.task_seed(5, 0, 1) == 5
+
+
+def test_update_leaves_other_algorithms_encoders_and_moments_alone():
+  """dm-clrs's `filter_null_grads` semantics (its own function no longer runs on
+  this JAX): a step of algorithm i moves neither the parameters nor the Adam
+  moments of another algorithm's modules; Adam's step count is global."""
+  import jax.numpy as jnp
+  from nar.config import TrainConfig
+  from nar.train import make_optimizer, make_update
+  k = iter(jax.random.split(jax.random.PRNGKey(0), 8))
+  proc, enc0, enc1 = ('net/mpnn_aggr_clrs_processor/linear',
+                      'net/~_construct_encoders_decoders/algo_0_x_enc_linear',
+                      'net/~_construct_encoders_decoders/algo_1_x_enc_linear')
+  params = {m: {'w': jax.random.normal(next(k), (3, 3))} for m in (proc, enc0, enc1)}
+  x = jax.random.normal(next(k), (2, 3))
+
+  def loss_of(enc):
+    def loss(p, rng, x):
+      del rng
+      return jnp.sum((jnp.tanh(x @ p[proc]['w']) @ p[enc]['w']) ** 2), {}
+    return loss
+  optimizer = make_optimizer(TrainConfig(learning_rate=0.1, grad_clip=1.0).validate())
+  copy = lambda t: jax.tree_util.tree_map(jnp.copy, t)  # noqa: E731  (inputs are donated)
+  steps = [make_update(loss_of(enc0), optimizer, algorithm_index=0),
+           make_update(loss_of(enc1), optimizer, algorithm_index=1)]
+  # A fresh state: algorithm 1's step is a plain step for its modules.
+  p1, s1, *_ = steps[1](copy(params), optimizer.init(params), None, x)
+  plain, _, *_ = make_update(loss_of(enc1), optimizer)(copy(params), optimizer.init(params),
+                                                        None, x)
+  for m in (proc, enc1):
+    np.testing.assert_allclose(p1[m]['w'], plain[m]['w'], rtol=1e-6)
+  np.testing.assert_array_equal(p1[enc0]['w'], params[enc0]['w'])
+  # Then algorithm 0: algorithm 1's parameters and moments (non-zero now) stay put.
+  p2, s2, *_ = steps[0](copy(p1), copy(s1), None, x)
+  np.testing.assert_array_equal(p2[enc1]['w'], p1[enc1]['w'])
+  adam1, adam2 = s1[-1][0], s2[-1][0]
+  assert float(jnp.abs(adam1.mu[enc1]['w']).sum()) > 0
+  np.testing.assert_array_equal(adam2.mu[enc1]['w'], adam1.mu[enc1]['w'])
+  np.testing.assert_array_equal(adam2.nu[enc1]['w'], adam1.nu[enc1]['w'])
+  assert not np.array_equal(p2[enc0]['w'], p1[enc0]['w'])
+  assert not np.array_equal(p2[proc]['w'], p1[proc]['w'])
+  assert (int(adam1.count), int(adam2.count)) == (1, 2)
+  assert jax.tree_util.tree_structure(s2) == jax.tree_util.tree_structure(s1)
+
+
+# ----------------------------------------------------------------------- training
+def test_multi_task_run_results_and_exact_resume(tmp_path):
+  import json
+  import os
+  from nar.train import train
+  from tests.test_train import _final_params, tiny
+  cache = tmp_path / 'cache'
+  # One evaluation chunk of one shape per split: compilation is most of this test's time.
+  kw = dict(algorithm='insertion_sort,bfs', steps=6, eval_every=3, train_sizes=(4,),
+            val_size=8, eval_batch_size=8)
+  full = train(tiny(tmp_path / 'full', cache, **kw), progress=False)
+  assert full['algorithms'] == ['insertion_sort', 'bfs']
+  per = full['per_algorithm']
+  assert set(per) == {'insertion_sort', 'bfs'}
+  # Selection on the sum of the per-algorithm validation scores.
+  assert full['best_val']['score'] == pytest.approx(
+      sum(p['best_val']['score'] for p in per.values()))
+  assert full['test_score'] == pytest.approx(sum(p['test_score'] for p in per.values()) / 2)
+  assert all(0 <= p['test']['score'] <= 1 for p in per.values())
+  records = [json.loads(x) for x in open(tmp_path / 'full' / 'metrics.jsonl')]
+  assert [r['algorithm'] for r in records if r['kind'] == 'train'] == ['insertion_sort', 'bfs'] * 3
+  val = [r for r in records if r['kind'] == 'val']
+  assert [r['step'] for r in val] == [3, 6]
+  assert set(val[0]['per_algorithm']) == {'insertion_sort', 'bfs'}
+  assert [r['algorithm'] for r in records if r['kind'] == 'test'] == ['insertion_sort', 'bfs']
+  params = _final_params(tmp_path / 'full')
+  # Exported with dm-clrs's names: algo_i_ is the i-th algorithm of the run.
+  from nar.cli import main
+  from nar.interop import load_dm_clrs_params
+  assert main(['export', str(tmp_path / 'full'), str(tmp_path / 'dm.pkl')]) == 0
+  exported = load_dm_clrs_params(str(tmp_path / 'dm.pkl'))
+  assert any('algo_0_key_enc_linear' in k for k in exported)      # insertion_sort's
+  assert any('algo_1_s_enc_linear' in k for k in exported)        # bfs's source node
+
+  # Stopped at step 4 (resumes from the step-3 checkpoint, an odd step: bfs next).
+  assert train(tiny(tmp_path / 'resumed', cache, **kw), progress=False,
+               stop_after=4) == {'stopped_at': 4}
+  resumed = train(tiny(tmp_path / 'resumed', cache, **kw), progress=False)
+  a, b = params, _final_params(tmp_path / 'resumed')
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  assert resumed['per_algorithm'] == full['per_algorithm']
+  assert resumed['best_val'] == full['best_val']
+  val_b = [json.loads(x) for x in open(tmp_path / 'resumed' / 'metrics.jsonl')]
+  assert val == [r for r in val_b if r['kind'] == 'val']
+  assert os.path.isdir(tmp_path / 'resumed' / 'checkpoints' / 'best')
+
+
+def test_report_shows_a_multi_task_run_per_algorithm(tmp_path):
+  import json
+  from experiments import sweep as sw
+  out = tmp_path / 'g'
+  single = out / 'bfs' / 'baseline' / 'seed0'
+  single.mkdir(parents=True)
+  json.dump({'algorithm': 'bfs', 'method': 'baseline', 'seed': 0, 'test_score': 0.5,
+             'best_val': {'score': 0.6, 'step': 3}}, open(single / 'results.json', 'w'))
+  multi = out / 'multi' / 'seed0'
+  multi.mkdir(parents=True)
+  json.dump({'algorithm': 'bfs,dfs', 'method': 'baseline', 'seed': 0, 'test_score': 0.45,
+             'algorithms': ['bfs', 'dfs'], 'best_val': {'score': 1.3, 'step': 6},
+             'per_algorithm': {
+                 'bfs': {'best_val': {'score': 0.9, 'step': 6}, 'test_score': 0.7},
+                 'dfs': {'best_val': {'score': 0.4, 'step': 6}, 'test_score': 0.2}}},
+            open(multi / 'results.json', 'w'))
+  (multi / 'metrics.jsonl').write_text(json.dumps(
+      {'kind': 'val', 'step': 6, 'score': 1.3,
+       'per_algorithm': {'bfs': {'score': 0.9}, 'dfs': {'score': 0.4}}}) + '\n')
+  text = sw.report(str(out), plots=True)
+  head = next(line for line in text.splitlines() if line.startswith('| algorithm | baseline |'))
+  assert 'baseline (multi-task)' in head
+  bfs = next(line for line in text.splitlines() if line.startswith('| bfs |'))
+  dfs = next(line for line in text.splitlines() if line.startswith('| dfs |'))
+  assert '50.00 +- 0.00 (1)' in bfs and '70.00 +- 0.00 (1)' in bfs
+  assert '+20.00' in bfs                       # paired with the single-task run by seed
+  assert 'missing' in dfs and '20.00 +- 0.00 (1)' in dfs
+  assert 'bfs,dfs' not in text
+  val_bfs = [line for line in text.splitlines() if line.startswith('| bfs |')][1]
+  assert '90.0' in val_bfs                     # the algorithm's own validation score
+
+
+def test_cli_takes_algorithms_and_names_the_run_after_them(monkeypatch, capsys):
+  from nar import cli
+  seen = []
+  monkeypatch.setattr(cli, '_train_and_print', lambda config, quiet: seen.append(config) or 0)
+  assert cli.main(['train', '--algorithms', 'insertion_sort,bfs,dfs', '--seed', '1']) == 0
+  assert seen[-1].algorithms == ('insertion_sort', 'bfs', 'dfs')
+  assert seen[-1].out == 'runs/insertion_sort+bfs+dfs-baseline-s1'
+  assert cli.main(['train', '-a', 'bfs']) == 0 and seen[-1].out == 'runs/bfs-baseline-s42'
+  assert cli.main(['train', '-a', 'bfs,bfs']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'lists bfs more than once' in err[0]
