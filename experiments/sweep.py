@@ -425,6 +425,14 @@ class _Scores:
   # every `nar evaluate --size` kept in the run's evaluations.json
 
   @property
+  def sizes_by_algorithm(self) -> dict:
+    """{algorithm: sorted test sizes} for the algorithms tested at more than one size."""
+    sizes = {}
+    for a, _, n in self.by_size:
+      sizes.setdefault(a, set()).add(n)
+    return {a: sorted(sizes[a]) for a in self.algos if len(sizes.get(a, ())) > 1}
+
+  @property
   def others(self) -> list:
     """The columns compared with the baseline (difference columns), if there is one."""
     return [m for m in self.methods if m != 'baseline'] if 'baseline' in self.methods else []
@@ -489,16 +497,20 @@ def _paired_difference(s: _Scores, algorithm: str, method: str) -> str:
   """Paired over the seeds both columns have (a seed is the same data stream and
   initialisation for both): mean difference, its 95% t-interval over seeds, and
   the number of seeds `method` is ahead."""
-  mine, base = s.by_seed.get((algorithm, method), {}), s.by_seed.get((algorithm, 'baseline'), {})
+  return _paired(s.by_seed.get((algorithm, method), {}),
+                 s.by_seed.get((algorithm, 'baseline'), {}), with_wins=True)
+
+
+def _paired(mine: dict, base: dict, with_wins: bool) -> str:
+  """Mean of the per-seed differences {seed: score} mine - base over the seeds
+  both have, its 95% t-interval, and optionally on how many seeds mine is ahead."""
   seeds = sorted(set(mine) & set(base), key=str)
   if not seeds:
     return 'n/a'
   d = [mine[k] - base[k] for k in seeds]
-  mu, _ = _mean_std(d)
   ci = t_interval(d)
-  wins = sum(x > 0 for x in d)
-  where = f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else ''
-  return f'{mu:+.2f}{where} (ahead on {wins}/{len(seeds)})'
+  text = f'{_mean_std(d)[0]:+.2f}' + (f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else '')
+  return text + (f' (ahead on {sum(x > 0 for x in d)}/{len(seeds)})' if with_wins else '')
 
 
 def _ood_table(root: str, s: _Scores) -> list[str]:
@@ -558,11 +570,8 @@ def _validation_table(s: _Scores) -> list[str]:
 def _size_table(s: _Scores) -> list[str]:
   """OOD score against test size, where runs were evaluated at more than one
   size (`nar evaluate RUN --size 16,32,128`): generalisation as a curve."""
-  sizes_of = {}
-  for a, m, n in s.by_size:
-    sizes_of.setdefault(a, set()).add(n)
-  algos = [a for a in s.algos if len(sizes_of.get(a, ())) > 1]
-  if not algos:
+  sizes_of = s.sizes_by_algorithm
+  if not sizes_of:
     return []
   head = '| algorithm | n | ' + ' | '.join(s.methods) + ' |'
   if s.others:
@@ -572,8 +581,8 @@ def _size_table(s: _Scores) -> list[str]:
            'checkpoint (the test split\'s seed, kept in each run\'s evaluations.json). '
            'Differences paired by seed with their 95% t-interval.', '',
            head, '|' + '---|' * (head.count('|') - 1)]
-  for a in algos:
-    for n in sorted(sizes_of[a]):
+  for a, sizes in sizes_of.items():
+    for n in sizes:
       cells = []
       for m in s.methods:
         xs = list(s.by_size.get((a, m, n), {}).values())
@@ -581,14 +590,8 @@ def _size_table(s: _Scores) -> list[str]:
                      if xs else 'n/a')
       line = f'| {a} | {n} | ' + ' | '.join(cells) + ' |'
       if s.others:
-        diffs = []
-        for m in s.others:
-          mine, base = s.by_size.get((a, m, n), {}), s.by_size.get((a, 'baseline', n), {})
-          seeds = sorted(set(mine) & set(base), key=str)
-          d = [mine[k] - base[k] for k in seeds]
-          ci = t_interval(d)
-          diffs.append('n/a' if not d else f'{_mean_std(d)[0]:+.2f}'
-                       + (f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else ''))
+        diffs = [_paired(s.by_size.get((a, m, n), {}), s.by_size.get((a, 'baseline', n), {}),
+                         with_wins=False) for m in s.others]
         line += ' ' + ' | '.join(diffs) + ' |'
       lines.append(line)
   return lines
@@ -721,10 +724,8 @@ def _plots(root, rows, methods, algos, by) -> str:
 def _size_plot(root: str, s: _Scores) -> str:
   """ood_vs_size.png: per algorithm, the mean OOD score of each method against
   test size (log scale), a band of +- one std over seeds, each seed a dot."""
-  sizes_of = {}
-  for a, m, n in s.by_size:
-    sizes_of.setdefault(a, set()).add(n)
-  algos = [a for a in s.algos if len(sizes_of.get(a, ())) > 1]
+  sizes_of = s.sizes_by_algorithm
+  algos = list(sizes_of)
   if not algos:
     return ''
   import matplotlib
@@ -733,7 +734,7 @@ def _size_plot(root: str, s: _Scores) -> str:
   fig, axes = plt.subplots(1, len(algos), figsize=(3.8 * len(algos), 3.2), squeeze=False)
   for ax, a in zip(axes[0], algos):
     for k, m in enumerate(s.methods):
-      ns = [n for n in sorted(sizes_of[a]) if s.by_size.get((a, m, n))]
+      ns = [n for n in sizes_of[a] if s.by_size.get((a, m, n))]
       if not ns:
         continue
       stats = [_mean_std(list(s.by_size[(a, m, n)].values())) for n in ns]
@@ -747,8 +748,8 @@ def _size_plot(root: str, s: _Scores) -> str:
         ys = list(s.by_size[(a, m, n)].values())
         ax.scatter([n] * len(ys), ys, s=6, color=colour, alpha=0.6)
     ax.set_xscale('log', base=2)
-    ax.set_xticks(sorted(sizes_of[a]))
-    ax.set_xticklabels([str(n) for n in sorted(sizes_of[a])])
+    ax.set_xticks(sizes_of[a])
+    ax.set_xticklabels([str(n) for n in sizes_of[a]])
     ax.set_ylim(0, 105)
     ax.set_title(a)
     ax.set_xlabel('test size n (train: n <= 16)')
