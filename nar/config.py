@@ -49,7 +49,10 @@ class Rule:
   kind: 'int' | 'float' | 'bool' | 'str' | 'choice' | 'sizes' (a non-empty list
   of integers); `low`/`high` bound numbers (and each size) inclusively, `above`
   exclusively; `optional`: None is allowed (it means the default the help text
-  names). Floats must be finite; integers are never booleans."""
+  names). Floats must be finite; integers are never booleans. `group`: the
+  settings group the field belongs to when only some methods read it (a method
+  declares the groups it reads when it is registered, `nar.registry`); None:
+  every run reads it."""
   kind: str
   help: str
   low: Optional[float] = None
@@ -57,6 +60,7 @@ class Rule:
   above: Optional[float] = None
   choices: Any = ()               # names, or a function returning them (a registry)
   optional: bool = False
+  group: Optional[str] = None
 
   def options(self) -> tuple:
     return tuple(self.choices() if callable(self.choices) else self.choices)
@@ -158,6 +162,14 @@ def _count(default, help, low=1, **rule):  # noqa: A002
   return setting(default, help, 'int', low=low, high=INT_MAX, **rule)
 
 
+# The settings group of Hint-ReLIC and its ablations (`Rule.group`).
+HINT_RELIC = 'hint_relic'
+
+
+def _relic(default, help, kind, **rule):  # noqa: A002
+  return setting(default, 'Hint-ReLIC: ' + help, kind, group=HINT_RELIC, **rule)
+
+
 @dataclasses.dataclass
 class TrainConfig:
   # Several comma-separated names: multi-task training (one network, one processor,
@@ -195,27 +207,23 @@ class TrainConfig:
   prefetch: int = _count(4, 'training batches prepared ahead of the step')
   precision: str = setting('float32', 'bfloat16: mixed precision (float32 params and losses)',
                            'choice', choices=PRECISIONS)
-  # Hint-ReLIC (METHOD.md section 3); ignored by the baseline.
-  relic_lambda: float = setting(0.1, 'Hint-ReLIC: weight of contrast + alpha * KL', 'float',
-                                low=0)
-  relic_alpha: float = setting(1.0, 'Hint-ReLIC: weight of the KL invariance penalty', 'float',
-                               low=0)
-  relic_beta: float = setting(1.0, 'Hint-ReLIC: supervision of the augmented twin', 'float',
-                              low=0)
+  # Hint-ReLIC's settings (docs/method.md), group 'hint_relic': read only by the
+  # methods registered as reading that group (nar.registry).
+  relic_lambda: float = _relic(0.1, 'weight of contrast + alpha * KL', 'float', low=0)
+  relic_alpha: float = _relic(1.0, 'weight of the KL invariance penalty', 'float', low=0)
+  relic_beta: float = _relic(1.0, 'supervision of the augmented twin', 'float', low=0)
   # Chosen on insertion_sort validation (cpu protocol, 3 seeds, results/tuning): 0.5
   # scored 95.6 against 93.5 for 0.1 (lambda 0.1); lambda 1.0 was lower at either.
-  relic_temperature: float = setting(0.5, 'Hint-ReLIC: temperature of the contrast', 'float',
-                                     above=0)
-  relic_critic_hidden: int = _count(128, 'Hint-ReLIC: width of the critic MLPs', low=2)
-  relic_contrast: bool = setting(True, 'Hint-ReLIC: false: twins supervised only (data '
-                                 'augmentation)', 'bool')
-  relic_hints: str = setting('all', 'Hint-ReLIC: comma-separated hint names to regularise, '
-                             'or all', 'str')
-  augmentations: int = _count(1, 'Hint-ReLIC: twins per sample')
-  relic_pairs: int = _count(4, 'Hint-ReLIC: valid step pairs per twin used by the contrast')
-  relic_twin: str = setting('rollout', "Hint-ReLIC: how the twin side is computed: 'step' (one "
-                            "processor step per pair) or 'rollout' (whole trajectory)",
-                            'choice', choices=RELIC_TWIN_MODES)
+  relic_temperature: float = _relic(0.5, 'temperature of the contrast', 'float', above=0)
+  relic_critic_hidden: int = _relic(128, 'width of the critic MLPs', 'int', low=2, high=INT_MAX)
+  relic_contrast: bool = _relic(True, 'false: twins supervised only (data augmentation)', 'bool')
+  relic_hints: str = _relic('all', 'comma-separated hint names to regularise, or all', 'str')
+  augmentations: int = _relic(1, 'twins per sample', 'int', low=1, high=INT_MAX)
+  relic_pairs: int = _relic(4, 'valid step pairs per twin used by the contrast', 'int', low=1,
+                            high=INT_MAX)
+  relic_twin: str = _relic('rollout', "how the twin side is computed: 'step' (one processor "
+                           "step per pair) or 'rollout' (whole trajectory)", 'choice',
+                           choices=RELIC_TWIN_MODES)
 
   @property
   def algorithms(self) -> tuple:
@@ -285,9 +293,19 @@ def migrate(saved: dict) -> dict:
 RESUMABLE_DIFFERENCES = {'steps', 'out', 'cache_dir', 'prefetch', 'log_every'}
 
 
-def hint_relic_setting(key: str) -> bool:
-  """Settings the baseline ignores (see the TrainConfig fields)."""
-  return key.startswith('relic_') or key == 'augmentations'
+def setting_group(key: str) -> Optional[str]:
+  """The group a setting belongs to (`Rule.group`), None for one every run reads."""
+  field = {f.name: f for f in dataclasses.fields(TrainConfig)}.get(key)
+  return field.metadata['rule'].group if field is not None else None
+
+
+def method_reads(method: Optional[str], group: str) -> bool:
+  """Whether runs of `method` read the settings of `group` (an unknown method, e.g.
+  one registered by a module not imported now, is taken to read everything)."""
+  try:
+    return group in registry.method(method).reads
+  except KeyError:
+    return True
 
 
 def config_conflicts(saved: dict, new: 'TrainConfig') -> list[str]:
@@ -297,12 +315,16 @@ def config_conflicts(saved: dict, new: 'TrainConfig') -> list[str]:
   defaults = TrainConfig().to_json()
   saved = migrate({**{k: v for k, v in defaults.items()
                       if k not in saved and k not in LEGACY_VALUES}, **saved})
-  # A baseline run is the same run whatever Hint-ReLIC's settings (or their defaults) say.
-  both_baseline = saved.get('method') == current['method'] == 'baseline'
+  # A setting neither run's method reads (Hint-ReLIC's, for two baseline runs) does
+  # not make them different runs, whatever it says.
+  def read_by_either(key: str) -> bool:
+    group = setting_group(key)
+    return group is None or any(method_reads(m, group)
+                                for m in (saved.get('method'), current['method']))
   return [f'{k}: saved {saved.get(k)!r}, now {current.get(k)!r}'
           for k in sorted(set(saved) | set(current))
           if k not in RESUMABLE_DIFFERENCES and saved.get(k) != current.get(k)
-          and not (both_baseline and hint_relic_setting(k))]
+          and read_by_either(k)]
 
 
 def load_config_file(path: str) -> dict:

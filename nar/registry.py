@@ -43,11 +43,15 @@ class MethodEntry:
     overrides: configuration values the method fixes (how an ablation is a
       method: `twins_only` is Hint-ReLIC with `relic_contrast=False`).
     description: one line, shown by `--help`.
+    reads: the settings groups the method reads besides the common settings
+      (`nar.config.Rule.group`, e.g. 'hint_relic'); two runs differing only in
+      a group neither method reads are the same run.
   """
   name: str
   target: Target
   overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   description: str = ''
+  reads: tuple = ()
 
   def factory(self) -> Callable[..., Any]:
     return _resolve(self.target)
@@ -75,13 +79,13 @@ def _resolve(target: Target):
 
 
 def register_method(name: str, target: Target, *, overrides: Optional[Mapping] = None,
-                    description: str = '') -> MethodEntry:
+                    description: str = '', reads: tuple = ()) -> MethodEntry:
   """Registers a training method under `name` (a name is registered once)."""
   if not name or not isinstance(name, str):
     raise ValueError(f'a method name must be a non-empty string, got {name!r}')
   if name in _METHODS:
     raise ValueError(f'method {name!r} is registered already')
-  entry = MethodEntry(name, target, dict(overrides or {}), description)
+  entry = MethodEntry(name, target, dict(overrides or {}), description, tuple(reads))
   _METHODS[name] = entry
   return entry
 
@@ -118,9 +122,11 @@ def processor_kinds() -> tuple[str, ...]:
 # The built-in methods.
 register_method('baseline', 'nar.methods:Baseline',
                 description='the CLRS supervised loss on fresh samples (dm-clrs examples/run.py)')
-register_method('hint_relic', 'nar.hint_relic:HintReLIC',
+register_method('hint_relic', 'nar.hint_relic:HintReLIC', reads=('hint_relic',),
                 description='Hint-ReLIC: supervised loss + ReLIC contrast on causally-equivalent twins')
 register_method('twins_only', 'nar.hint_relic:HintReLIC', overrides={'relic_contrast': False},
+                reads=('hint_relic',),
                 description='ablation: Hint-ReLIC without the contrast (twins supervised only)')
 register_method('contrast_no_kl', 'nar.hint_relic:HintReLIC', overrides={'relic_alpha': 0.0},
+                reads=('hint_relic',),
                 description='ablation: Hint-ReLIC without the KL invariance penalty')

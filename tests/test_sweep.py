@@ -107,6 +107,28 @@ def test_baseline_runs_do_not_conflict_on_hint_relic_settings(tmp_path):
                           relic) == [f'relic_temperature: saved 0.1, now {relic.relic_temperature!r}']
 
 
+def test_a_setting_group_is_ignored_only_between_methods_that_do_not_read_it(tmp_path):
+  from nar import registry
+  from nar.config import HINT_RELIC, config_conflicts, method_reads, setting_group
+  # Declared on the fields, not by a naming rule: augmentations has no relic_ prefix.
+  assert setting_group('augmentations') == setting_group('relic_twin') == HINT_RELIC
+  assert setting_group('hidden') is None
+  name = 'toy_method_reading_nothing'
+  if name not in registry.methods():
+    registry.register_method(name, 'nar.methods:Baseline', description='test')
+  assert not method_reads(name, HINT_RELIC) and method_reads('twins_only', HINT_RELIC)
+  assert method_reads('a_method_not_registered_now', HINT_RELIC)   # conservative
+  toy = sw.make_config('cpu', 'bfs', 'baseline', 0, str(tmp_path), {})
+  toy.method = name
+  assert config_conflicts(dict(toy.to_json(), augmentations=3), toy) == []
+  assert config_conflicts(dict(toy.to_json(), hidden=8), toy) == [
+      f'hidden: saved 8, now {toy.hidden!r}']
+  # A baseline run resumed as Hint-ReLIC is a different run whatever the settings say.
+  assert config_conflicts(dict(toy.to_json(), method='hint_relic', augmentations=3), toy) == [
+      f'augmentations: saved 3, now {toy.augmentations!r}',
+      f"method: saved 'hint_relic', now {name!r}"]
+
+
 def test_finished_run_given_more_steps_is_extended_and_then_skipped(tmp_path):
   out = str(tmp_path / 'grid')
   overrides = dict(TINY, cache_dir=str(tmp_path / 'cache'), log_every=1)
