@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional
 from nar import registry
 from nar.config import ConfigError, TrainConfig
 from nar.catalogue import CLRS30_ALGORITHMS, FAMILIES
+from nar.evaluations import algorithm_score, read_evaluations
 from nar.overrides import parse_overrides
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +44,35 @@ class Protocol:
   description: str = ''
 
   def settings(self, algorithm: str) -> dict:
-    """The protocol's TrainConfig settings for one algorithm."""
-    return {**self.overrides, **self.algorithm_overrides.get(algorithm, {})}
+    """The protocol's TrainConfig settings for one algorithm, or for a multi-task
+    entry ('a+b+c', `MULTI_TASK_JOIN`): its algorithms' common settings, with
+    `steps` and `eval_every` the largest of theirs times the number of
+    algorithms (each algorithm trains at least its single-task run's steps and
+    is validated as often); other settings that differ are refused."""
+    members = algorithm.split(MULTI_TASK_JOIN)
+    if len(members) == 1:
+      return {**self.overrides, **self.algorithm_overrides.get(algorithm, {})}
+    each = [self.settings(a) for a in members]
+    defaults = TrainConfig()
+    merged = {}
+    for key in sorted(set().union(*each)):
+      values = [e.get(key, getattr(defaults, key)) for e in each]
+      if key in SCALED_BY_ALGORITHMS:
+        merged[key] = len(members) * max(values)
+      elif all(v == values[0] for v in values):
+        merged[key] = values[0]
+      else:
+        raise ConfigError(f'protocol {self.name!r} sets {key} differently for the algorithms of '
+                          f'{algorithm} ({", ".join(f"{a}: {v}" for a, v in zip(members, values))}); '
+                          f'choose one with --set {key}=VALUE')
+    return merged
+
+
+# A sweep's multi-task entry joins algorithm names with '+' ('insertion_sort+bfs+dfs':
+# one run training the three, in a directory of that name, as `nar train` names it).
+MULTI_TASK_JOIN = '+'
+# Counted in steps of the whole multi-task run, one algorithm per step.
+SCALED_BY_ALGORITHMS = ('steps', 'eval_every')
 
 
 PROTOCOLS: dict[str, Protocol] = {}   # name -> Protocol, in registration order
@@ -164,7 +192,7 @@ def parse_shard(text: Optional[str]) -> tuple[int, int]:
 def make_config(protocol: str, algorithm: str, method: str, seed: int, out: str,
                 overrides: dict, variant: Optional[dict] = None) -> TrainConfig:
   values = {**get_protocol(protocol).settings(algorithm), **overrides, **(variant or {})}
-  return TrainConfig(algorithm=algorithm, method=method, seed=seed,
+  return TrainConfig(algorithm=algorithm.replace(MULTI_TASK_JOIN, ','), method=method, seed=seed,
                      out=run_dir(out, algorithm, method, seed, variant), **values).validate()
 
 
@@ -260,9 +288,11 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
           vary: Optional[dict] = None) -> list:
   """Runs (or resumes) this shard of the grid; returns [(run dir, status)]."""
   from nar.config import config_conflicts, load_config_file
-  for a in algorithms:
-    if a not in CLRS30_ALGORITHMS:
-      raise ConfigError(f"unknown algorithm '{a}'; choose from `nar algorithms`")
+  for entry in algorithms:
+    for a in entry.split(MULTI_TASK_JOIN):
+      if a not in CLRS30_ALGORITHMS:
+        raise ConfigError(f"unknown algorithm '{a}'; choose from `nar algorithms` (a "
+                          f"multi-task run joins names with '{MULTI_TASK_JOIN}': bfs+dfs)")
   for m in methods:
     if m not in registry.methods():
       raise ConfigError(f"unknown method '{m}'; choose one of: {', '.join(registry.methods())}")
@@ -390,17 +420,6 @@ def _read_results(path: str) -> dict:
   return r
 
 
-def _read_evaluations(run_dir: str) -> dict:
-  """{size: entry} of a run's evaluations.json (`nar evaluate`); {} if none."""
-  try:
-    with open(os.path.join(run_dir, 'evaluations.json')) as f:
-      data = json.load(f)
-    return {int(k): v for k, v in data.items()
-            if isinstance(v, dict) and isinstance(v.get('score'), (int, float))}
-  except (OSError, ValueError, AttributeError, TypeError):
-    return {}
-
-
 def _mean_std(xs):
   m = sum(xs) / len(xs)
   sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
@@ -464,13 +483,16 @@ def _scores(root: str, rows: list[dict]) -> _Scores:
   by = {key: list(scores.values()) for key, scores in by_seed.items()}
   by_size = {}
   for r in rows:
-    sizes = {n: e['score'] for n, e in _read_evaluations(r['_dir']).items()}
+    multi = bool(r.get('_multi_task'))
+    sizes = {n: algorithm_score(e, r['algorithm'], multi)
+             for n, e in read_evaluations(r['_dir']).items()}
+    sizes = {n: x for n, x in sizes.items() if x is not None}
     if isinstance(r.get('test_size'), int):
       sizes[r['test_size']] = r['test_score']
     for n, score in sizes.items():
       by_size.setdefault((r['algorithm'], r['_label'], n), {})[r.get('seed')] = 100 * score
-  return _Scores(by_size=by_size, 
-      methods=methods, algos=sorted({r['algorithm'] for r in rows}), by_seed=by_seed, by=by,
+  return _Scores(
+      by_size=by_size, methods=methods, algos=sorted({r['algorithm'] for r in rows}), by_seed=by_seed, by=by,
       mean={key: _mean_std(xs)[0] for key, xs in by.items()},
       complete={key: expected_seeds is None or len(xs) >= expected_seeds
                 for key, xs in by.items()},
@@ -767,7 +789,8 @@ def add_commands(sub) -> None:
                      epilog='protocols: ' + '; '.join(f'{p.name}: {p.description}'
                                                       for p in PROTOCOLS.values()))
   p.add_argument('--protocol', default='cpu', help=f"one of {', '.join(PROTOCOLS)}")
-  p.add_argument('--algorithms', nargs='+', required=True)
+  p.add_argument('--algorithms', nargs='+', required=True,
+                 help="algorithm names; 'a+b+c' is one multi-task run of the three")
   p.add_argument('--methods', default='baseline,hint_relic')
   p.add_argument('--seeds', type=int, default=None,
                  help="default: the protocol's ("

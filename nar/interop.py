@@ -116,5 +116,5 @@ def evaluate_params(params: dict, algorithm: str, *, size: int = 64, processor: 
   split = data_lib.load_split(algorithm, 'test', size=size, num_samples=num_samples,
                               cache_dir=config.resolved_cache_dir(), progress=progress)
   scores = evaluate_split(make_predict(net, spec), params, split, spec, batch_size,
-                          progress='evaluating' if progress else None)
+                          progress='evaluating' if progress else None, hidden=config.hidden)
   return {'algorithm': algorithm, 'size': size, 'hidden': config.hidden, **scores}

@@ -41,6 +41,7 @@ from nar.config import (MIN_SIZE, ConfigError, TrainConfig, config_conflicts, lo
                         load_config_file)
 from nar.errors import RunError
 from nar.evaluation import ScoreAccumulator, hard_outputs
+from nar.evaluations import record_evaluations
 from nar.methods import check_runnable, task_configs
 from nar.model import bind_algorithm, make_net, nb_dims_of, net_config_of
 from nar.sample import processed_spec
@@ -212,21 +213,88 @@ def make_predict(net: hk.Transformed, spec: dict, placement: Optional[Placement]
   return jax.jit(predict, **out)
 
 
+# Peak memory of evaluating one sample, per (node pair x hidden unit), in bytes: the
+# processor's [N, N, H]-sized tensors (messages, edge latents, gates, triplet
+# reductions; the [N, N, N, 8] triplet tensor is fused into its max). Measured as
+# peak RSS over batch sizes on CPU (bfs, hidden 64): 37 MB a sample at n = 128
+# (36 B a pair-unit), 206 MB at n = 256 (49 B); the larger, rounded up, is used.
+EVAL_BYTES_PER_PAIR_UNIT = 52
+# The share of the free memory an evaluation batch may take (the rest: the split
+# itself, the parameters, a training run's own state, other processes).
+EVAL_MEMORY_SHARE = 0.5
+
+
+def free_memory_bytes(device=None) -> Optional[int]:
+  """Free memory of `device` (default the first): the accelerator's own (its
+  allocator's limit minus what is in use), the host's MemAvailable for a CPU;
+  None where neither is known."""
+  device = device or jax.devices()[0]
+  stats = None
+  try:
+    stats = device.memory_stats()
+  except Exception:      # backends without allocator statistics
+    stats = None
+  if stats and stats.get('bytes_limit'):
+    return int(stats['bytes_limit']) - int(stats.get('bytes_in_use', 0))
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024
+  except (OSError, ValueError, IndexError):
+    pass
+  return None
+
+
+def evaluation_batch_size(requested: int, num_nodes: int, hidden: int, devices: int = 1,
+                          free_bytes: Optional[int] = None) -> int:
+  """The evaluation batch: `requested`, or fewer samples where that many
+  problems of `num_nodes` nodes would not fit in the free memory (a multiple
+  of `devices`, each holding its share).
+
+  Raises:
+    RunError: not even one sample per device fits, naming what it needs.
+  """
+  if free_bytes is None:
+    return requested
+  per_sample = EVAL_BYTES_PER_PAIR_UNIT * num_nodes * num_nodes * hidden
+  fit = int(EVAL_MEMORY_SHARE * free_bytes * devices // per_sample)
+  if fit < devices:
+    raise RunError(
+        f'evaluating problems of {num_nodes} nodes at hidden {hidden} needs about '
+        f'{per_sample / 2**30:.1f} GiB a sample and {free_bytes / 2**30:.1f} GiB is free '
+        f'per device ({EVAL_MEMORY_SHARE:.0%} of it may be used); evaluate at a smaller size or '
+        'on a machine with more memory')
+  fit -= fit % devices
+  return min(requested, fit)
+
+
 def evaluate_split(predict, params, split: Batch, spec: dict, batch_size: int,
-                   placement: Optional[Placement] = None, progress: Optional[str] = None) -> dict:
-  """`clrs.evaluate`-equal scores of `params` on a whole split."""
+                   placement: Optional[Placement] = None, progress: Optional[str] = None,
+                   hidden: Optional[int] = None) -> dict:
+  """`clrs.evaluate`-equal scores of `params` on a whole split, `batch_size`
+  samples at a time (fewer where that many would not fit in memory, given the
+  network's `hidden` width)."""
+  if hidden is not None:
+    devices = placement.mesh.size if placement else 1
+    batch_size = evaluation_batch_size(batch_size, split.node_mask.shape[1], hidden, devices,
+                                       free_memory_bytes())
   acc = ScoreAccumulator(spec)
-  chunks = list(data_lib.iterate_chunks(split, batch_size))
-  it = chunks
+  bar = None
   if progress:
     from tqdm import tqdm
-    it = tqdm(chunks, desc=progress, unit='batch', leave=False)
-  for chunk, real in it:
+    bar = tqdm(total=split.batch_size, desc=progress, unit='sample', leave=False,
+               file=sys.stdout, mininterval=0.5 if sys.stdout.isatty() else 30.0)
+  for chunk, real in data_lib.iterate_chunks(split, batch_size):
     placed = placement.batch(chunk) if placement else chunk
     preds = jax.device_get(predict(params, placed))
     keep = slice(0, real)
     acc.add({k: v[keep] for k, v in chunk.outputs.items()},
             {k: np.asarray(v)[keep] for k, v in preds.items()}, chunk.node_mask[keep])
+    if bar is not None:
+      bar.update(real)
+  if bar is not None:
+    bar.close()
   return acc.result()
 
 
@@ -395,6 +463,96 @@ def _restore_handlers(previous: dict) -> None:
     signal.signal(sig, handler)
 
 
+# ---------------------------------------------------------------- run model
+@dataclasses.dataclass
+class RunModel:
+  """What training and testing a run share, built from its configuration
+  (`build_run_model`): per algorithm (one; several for multi-task) its processed
+  spec, its method (batches, init, loss) and its network.
+
+  Attributes:
+    config: the run's configuration.
+    names: the algorithms, in their order (algorithm i's parameters are algo_{i}_...).
+    specs: the processed dm-clrs spec of each.
+    tasks: the `nar.methods.Method` of each (its own configuration).
+    examples: an example training batch of each (shapes for init).
+    net: the whole network (every algorithm's encoders/decoders, one processor).
+    nets: the network bound to each algorithm (`net` itself for one).
+  """
+  config: TrainConfig
+  names: tuple
+  specs: list
+  tasks: list
+  examples: list
+  net: hk.Transformed
+  nets: list
+
+  @property
+  def multi_task(self) -> bool:
+    return len(self.names) > 1
+
+  def init_params(self, key) -> dict:
+    if self.multi_task:
+      return init_network(self.net, key, self.examples)
+    return self.tasks[0].init(self.net, key, self.examples[0])
+
+  def state_template(self, optimizer: optax.GradientTransformation):
+    """The structure of a run's training state (parameters, the method's own
+    included, and the optimizer's), traced only: values come from checkpoints."""
+    def state():
+      params = self.init_params(jax.random.PRNGKey(0))
+      return {'params': params, 'opt_state': optimizer.init(params)}
+    return jax.eval_shape(state)
+
+  def predicts(self, placement: Optional[Placement] = None) -> list:
+    """A jitted predict function per algorithm."""
+    return [make_predict(n, sp, placement) for n, sp in zip(self.nets, self.specs)]
+
+
+def build_run_model(config: TrainConfig, method_factory: Optional[Callable] = None) -> RunModel:
+  """The `RunModel` of `config`; `method_factory(config, spec)` makes each
+  algorithm's method (default: the registered one, `nar.methods.get`)."""
+  if method_factory is None:
+    from nar import methods
+    method_factory = methods.get
+  names = config.algorithms
+  specs = [processed_spec(a) for a in names]
+  tasks = [method_factory(c, sp) for c, sp in zip(task_configs(config), specs)]
+  examples = [t.example_batch() for t in tasks]
+  if len(names) > 1:
+    net = build_network(config, specs, examples)
+    nets = [bind_algorithm(net, i) for i in range(len(names))]
+  else:
+    net = build_network(config, specs[0], examples[0])
+    nets = [net]
+  return RunModel(config, names, specs, tasks, examples, net, nets)
+
+
+def test_algorithms(model: RunModel, predicts: list, params, size: int, *,
+                    num_samples: Optional[int] = None, placement: Optional[Placement] = None,
+                    progress: bool = False) -> list[dict]:
+  """The test phase, shared by `nar train` (at the configured test size) and
+  `nar evaluate` (at any): `clrs.evaluate`-equal scores of `params` on each
+  algorithm's test split of `size`.
+
+  Args:
+    model: the run's model; predicts: `model.predicts(placement)`.
+    params: the parameters tested (placed like `placement` says, if given).
+    size: the test problems' size; num_samples: None for the split's own count.
+  Returns:
+    One score dict per algorithm of the model, in its order.
+  """
+  config = model.config
+  out = []
+  for name, predict, spec in zip(model.names, predicts, model.specs):
+    split = data_lib.load_split(name, 'test', size=size, num_samples=num_samples,
+                                cache_dir=config.resolved_cache_dir(), progress=progress)
+    label = f'testing {name} n={size}' if progress else None
+    out.append(evaluate_split(predict, params, split, spec, config.eval_batch_size, placement,
+                              progress=label, hidden=config.hidden))
+  return out
+
+
 # --------------------------------------------------------------------- train
 def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[int] = None,
           method_factory: Optional[Callable] = None) -> dict:
@@ -410,62 +568,76 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
     run.unlock()
 
 
+@dataclasses.dataclass
+class _Reporting:
+  """Who writes and who speaks: with several hosts, process 0 owns the run
+  directory (`writer`) and only it shows progress; warnings (repairs, skipped
+  files) are shown even in a quiet run."""
+  writer: bool
+  progress: bool
+
+  def say(self, msg: str) -> None:
+    if self.progress:
+      print(msg, flush=True)
+
+  def warn(self, msg: str) -> None:
+    if self.writer:
+      print(msg, flush=True)
+
+
+@dataclasses.dataclass
+class _Progress:
+  """Where training stands: the state, the next step, the best validation so far
+  ({'score', 'step'} and, multi-task, 'per_algorithm') and the seconds spent,
+  carried through checkpoints so that a resumed run reports what it cost in all
+  its processes."""
+  state: dict
+  step: int
+  best: dict
+  timings: dict
+
+
 def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optional[int],
            method_factory: Optional[Callable]) -> dict:
-  # Several hosts: process 0 owns the run directory and broadcasts what it reads.
   writer = distributed.is_writer()
-  # Repairs and skipped files are reported even in a quiet run.
-  warn = (lambda msg: print(msg, flush=True)) if writer else (lambda msg: None)
-  resuming = run.prepare(config, report=warn) if writer else False
-  # Multi-task (several algorithms): one network, its processor shared; step k
-  # trains algorithm k mod A on batch k // A of its own stream, with its own
-  # jitted step. A single algorithm is the A = 1 case, unchanged.
-  names = config.algorithms
-  multi = len(names) > 1
-  specs = [processed_spec(a) for a in names]
+  io = _Reporting(writer=writer, progress=progress and writer)
+  resuming = run.prepare(config, report=io.warn) if writer else False
   placement = Placement.create(config.batch_size)
-  cache_dir = config.resolved_cache_dir()
-  enable_compilation_cache(cache_dir)
-  progress = progress and writer
-  say = (lambda msg: print(msg, flush=True)) if progress else (lambda msg: None)
-
-  # Method: how batches are made and what the loss is (baseline or Hint-ReLIC).
-  if method_factory is None:
-    from nar import methods
-    method_factory = methods.get
-  tasks = [method_factory(c, sp) for c, sp in zip(task_configs(config), specs)]
-
+  enable_compilation_cache(config.resolved_cache_dir())
+  model = build_run_model(config, method_factory)
   hosts = f', {jax.process_count()} processes' if jax.process_count() > 1 else ''
-  say(f'[nar] {config.algorithm}: {config.method}, {config.processor} hidden {config.hidden}, '
-      f'batch {config.batch_size}, {config.steps} steps, seed {config.seed}, '
-      f'{len(jax.devices())} {jax.default_backend()} device(s){hosts}')
-  vals = [data_lib.load_split(a, 'val', size=config.val_size, num_samples=config.val_samples,
-                              cache_dir=cache_dir, progress=progress) for a in names]
-
-  examples = [t.example_batch() for t in tasks]
+  io.say(f'[nar] {config.algorithm}: {config.method}, {config.processor} hidden {config.hidden}, '
+         f'batch {config.batch_size}, {config.steps} steps, seed {config.seed}, '
+         f'{len(jax.devices())} {jax.default_backend()} device(s){hosts}')
   optimizer = make_optimizer(config)
   base_key = jax.random.PRNGKey(config.seed)
+  now = _start_or_resume(run, model, optimizer, base_key, resuming, io)
+  if writer:
+    run.truncate_metrics(now.step, report=io.warn)
+  now.state = placement.replicate(now.state)
+  predicts = model.predicts(placement)
+  stopped = _train_loop(run, model, optimizer, placement, predicts, base_key, now, io,
+                        stop_after)
+  if stopped is not None:
+    return stopped
+  return _test_best(run, model, predicts, placement, now, io)
+
+
+def _start_or_resume(run: RunDir, model: RunModel, optimizer, base_key, resuming: bool,
+                     io: _Reporting) -> _Progress:
+  """A fresh initialisation, or the newest intact checkpoint's state (every host
+  gets the writer's)."""
   init_key = jax.random.fold_in(base_key, -1 % (2 ** 31))
-  if multi:
-    net = build_network(config, specs, examples)
-    nets = [bind_algorithm(net, i) for i in range(len(names))]
-    params = init_network(net, init_key, examples)
-  else:
-    nets = [build_network(config, specs[0], examples[0])]
-    params = tasks[0].init(nets[0], init_key, examples[0])
-  opt_state = optimizer.init(params)
-  state = {'params': params, 'opt_state': opt_state}
+  params = model.init_params(init_key)
+  state = {'params': params, 'opt_state': optimizer.init(params)}
   start_step, best = 0, {'score': -math.inf, 'step': -1}
-  # Seconds spent so far, carried through checkpoints: a run resumed after a kill
-  # reports what it cost in all its processes (up to the checkpoint each resumed
-  # from), not only in the last one.
   timings = {'compile_s': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'steps_timed': 0,
              'processes': 1}
   if resuming:
     for name in ckpt.recover_all(run.checkpoints):
-      warn(f'warning: checkpoint {name} was being replaced when the last process stopped; '
-           'its previous version is put back')
-    found = ckpt.latest_good(run.checkpoints, state, report=warn)
+      io.warn(f'warning: checkpoint {name} was being replaced when the last process stopped; '
+              'its previous version is put back')
+    found = ckpt.latest_good(run.checkpoints, state, report=io.warn)
     if found is not None:
       state, meta, path = found
       start_step, best = meta['step'], meta['best']
@@ -473,52 +645,89 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
       for key in ('compile_s', 'train_s', 'eval_s', 'steps_timed'):
         timings[key] += earlier.get(key, 0)
       timings['processes'] += earlier.get('processes', 0)
-      say(f'[nar] resuming from {path} (step {start_step})')
+      io.say(f'[nar] resuming from {path} (step {start_step})')
       if best['step'] >= 0:     # checked now, not at the end: re-established or refused
-        load_best(run, state, best, report=warn)
+        load_best(run, state, best, report=io.warn)
   state, start_step, best_score, best_step = distributed.broadcast_from_writer(
       (jax.device_get(state), np.int64(start_step), np.float64(best['score']),
        np.int64(best['step'])))
   # What only the writer uses (the per-algorithm scores of the best step) is kept as it read it.
   extra = {k: v for k, v in best.items() if k not in ('score', 'step')}
-  start_step = int(start_step)
   best = {'score': float(best_score), 'step': int(best_step), **extra}
-  if writer:
-    run.truncate_metrics(start_step, report=warn)
-  state = placement.replicate(state)
-  # One jitted step and predict per algorithm (each specialised to its index and shapes).
-  updates = [make_update(t.loss_fn(n), optimizer, placement, algorithm_index=i if multi else None)
-             for i, (t, n) in enumerate(zip(tasks, nets))]
-  predicts = [make_predict(n, sp, placement) for n, sp in zip(nets, specs)]
+  return _Progress(state=state, step=int(start_step), best=best, timings=timings)
+
+
+def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, predicts: list,
+                base_key, now: _Progress, io: _Reporting,
+                stop_after: Optional[int]) -> Optional[dict]:
+  """Steps from `now.step` to config.steps (updating `now`), validating and
+  checkpointing every eval_every steps. Multi-task: step k trains algorithm
+  k mod A on batch k // A of its own stream, with its own jitted step.
+
+  Returns:
+    None when the last step is done; {'stopped_at': step} at `stop_after`.
+  Raises:
+    RunError on a non-finite loss or a stop signal (after saving a checkpoint).
+  """
+  config, names, tasks = model.config, model.names, model.tasks
   count = len(names)
+  multi = model.multi_task
+  cache_dir = config.resolved_cache_dir()
+  vals = [data_lib.load_split(a, 'val', size=config.val_size, num_samples=config.val_samples,
+                              cache_dir=cache_dir, progress=io.progress) for a in names]
+  updates = [make_update(t.loss_fn(n), optimizer, placement, algorithm_index=i if multi else None)
+             for i, (t, n) in enumerate(zip(tasks, model.nets))]
+  timings = now.timings
+  start_step = now.step
 
   def batch_of_step(k: int):
-    # Algorithm k mod A, its own step k // A: each cycles through all its sizes.
     return tasks[k % count].batch(k // count)
 
   def save_state(step: int) -> Optional[str]:
-    if not writer:
+    if not io.writer:
       return None
-    meta = {'step': step, 'best': best, 'config': config.to_json(), 'timings': dict(timings)}
-    path = ckpt.save(run.checkpoints, f'step-{step:08d}', jax.device_get(state), meta)
+    meta = {'step': step, 'best': now.best, 'config': config.to_json(),
+            'timings': dict(timings)}
+    path = ckpt.save(run.checkpoints, f'step-{step:08d}', jax.device_get(now.state), meta)
     # The best step's checkpoint stays: the second copy of the best parameters.
-    ckpt.prune(run.checkpoints, config.keep_checkpoints, protect=best['step'])
+    ckpt.prune(run.checkpoints, config.keep_checkpoints, protect=now.best['step'])
     return path
+
+  def validate(step: int) -> None:
+    t1 = time.perf_counter()
+    per = [evaluate_split(pr, now.state['params'], v, sp, config.eval_batch_size, placement)
+           for pr, v, sp in zip(predicts, vals, model.specs)]
+    timings['eval_s'] += time.perf_counter() - t1
+    if multi:
+      # Model selection on the sum of the per-algorithm scores, as dm-clrs's run.py.
+      scores = {'score': sum(x['score'] for x in per),
+                'per_algorithm': {a: x for a, x in zip(names, per)}}
+    else:
+      scores = per[0]
+    if io.writer:
+      run.append_metrics({'kind': 'val', 'step': step, **scores})
+    if scores['score'] > now.best['score']:
+      now.best = {'score': scores['score'], 'step': step}
+      if multi:
+        now.best['per_algorithm'] = {a: x['score'] for a, x in zip(names, per)}
+      if io.writer:
+        ckpt.save(run.checkpoints, 'best', jax.device_get(now.state['params']),
+                  {'step': step, 'best': now.best})
 
   last_good = None
   prefetch = data_lib.Prefetcher(batch_of_step, start_step, depth=config.prefetch)
   bar = None
-  if progress:
+  if io.progress:
     from tqdm import tqdm
     # In a log file (not a terminal) a refresh every 30 s keeps the log readable.
     bar = tqdm(total=config.steps, initial=start_step, desc=config.algorithm, unit='step',
                dynamic_ncols=True, file=sys.stdout,
                mininterval=0.1 if sys.stdout.isatty() else 30.0)
-  step = start_step
   stop_signal = []
   previous_handlers = _install_stop_handlers(stop_signal)
   try:
-    while step < config.steps:
+    while now.step < config.steps:
+      step = now.step
       if stop_after is not None and step >= stop_after:
         return {'stopped_at': step}
       if stop_signal:
@@ -527,11 +736,11 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
                        'run the same command again to resume')
       item = next(prefetch)
       t0 = time.perf_counter()
-      rng = jax.random.fold_in(base_key, step)
       task = step % count
       placed = tasks[task].place(item, placement)
-      params, opt_state, loss, terms, gnorm = updates[task](state['params'], state['opt_state'],
-                                                            rng, *placed)
+      params, opt_state, loss, terms, gnorm = updates[task](
+          now.state['params'], now.state['opt_state'], jax.random.fold_in(base_key, step),
+          *placed)
       loss = float(loss)
       dt = time.perf_counter() - t0
       if step - start_step < count:     # the first step of each algorithm compiles it
@@ -545,78 +754,62 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
             f'non-finite loss at step {step}: loss={loss}, grad norm={float(gnorm)}, terms='
             + ', '.join(f'{k}={v:.4g}' for k, v in terms.items())
             + f'; last good checkpoint: {last_good or "none"} (kept)')
-      state = {'params': params, 'opt_state': opt_state}
-      step += 1
+      now.state = {'params': params, 'opt_state': opt_state}
+      now.step = step = step + 1
       if step % config.log_every == 0 or step == config.steps:
         rec = {'kind': 'train', 'step': step, 'loss': loss, 'grad_norm': float(gnorm)}
         if multi:
           rec['algorithm'] = names[task]
         rec.update({k: float(v) for k, v in jax.device_get(terms).items()})
-        if writer:
+        if io.writer:
           run.append_metrics(rec)
       if bar is not None:
         bar.update(1)
-        bar.set_postfix(loss=f'{loss:.3f}', val=f"{best['score']:.3f}", refresh=False)
+        bar.set_postfix(loss=f'{loss:.3f}', val=f"{now.best['score']:.3f}", refresh=False)
       if step % config.eval_every == 0 or step == config.steps:
-        t1 = time.perf_counter()
-        per = [evaluate_split(pr, state['params'], v, sp, config.eval_batch_size, placement)
-               for pr, v, sp in zip(predicts, vals, specs)]
-        timings['eval_s'] += time.perf_counter() - t1
-        if multi:
-          # Model selection on the sum of the per-algorithm scores, as dm-clrs's run.py.
-          scores = {'score': sum(x['score'] for x in per),
-                    'per_algorithm': {a: x for a, x in zip(names, per)}}
-        else:
-          scores = per[0]
-        if writer:
-          run.append_metrics({'kind': 'val', 'step': step, **scores})
-        if scores['score'] > best['score']:
-          best = {'score': scores['score'], 'step': step}
-          if multi:
-            best['per_algorithm'] = {a: x['score'] for a, x in zip(names, per)}
-          if writer:
-            ckpt.save(run.checkpoints, 'best', jax.device_get(state['params']),
-                      {'step': step, 'best': best})
+        validate(step)
         last_good = save_state(step)
     if stop_signal:     # came during the last steps: stopped before the test, as asked
-      raise RunError(f'stopped by {stop_signal[0]} at step {step}, the last; checkpoint saved at '
-                     f'{last_good}; run the same command again to test and write results.json')
+      raise RunError(f'stopped by {stop_signal[0]} at step {now.step}, the last; checkpoint '
+                     f'saved at {last_good}; run the same command again to test and write '
+                     'results.json')
   finally:
     _restore_handlers(previous_handlers)
     prefetch.close()
     if bar is not None:
       bar.close()
+  return None
 
-  # Test: the parameters of the best validation step (and no others), out of distribution.
-  test_params = jax.device_get(state['params'])
-  tested_step = best['step'] if best['step'] >= 0 else step
-  if writer and best['step'] >= 0:
-    test_params = load_best(run, jax.device_get(state), best, report=warn)
+
+def _test_best(run: RunDir, model: RunModel, predicts: list, placement: Placement,
+               now: _Progress, io: _Reporting) -> dict:
+  """The OOD test of the best validation step's parameters (and no others);
+  writes and returns results.json's content."""
+  config, names, best, timings = model.config, model.names, now.best, now.timings
+  multi = model.multi_task
+  test_params = jax.device_get(now.state['params'])
+  tested_step = best['step'] if best['step'] >= 0 else now.step
+  if io.writer and best['step'] >= 0:
+    test_params = load_best(run, jax.device_get(now.state), best, report=io.warn)
   test_params = placement.replicate(distributed.broadcast_from_writer(test_params))
-  tests = []
   t1 = time.perf_counter()
-  for a, pr, sp in zip(names, predicts, specs):
-    test = data_lib.load_split(a, 'test', size=config.test_size, num_samples=config.test_samples,
-                               cache_dir=cache_dir, progress=progress)
-    tests.append(evaluate_split(pr, test_params, test, sp, config.eval_batch_size, placement,
-                                progress=f'testing {a}' if progress else None))
-    if writer:
-      run.append_metrics({'kind': 'test', 'step': step, 'size': config.test_size,
-                          **({'algorithm': a} if multi else {}), **tests[-1]})
+  tests = test_algorithms(model, predicts, test_params, config.test_size,
+                          num_samples=config.test_samples, placement=placement,
+                          progress=io.progress)
   timings['test_s'] = time.perf_counter() - t1
+  if io.writer:
+    for a, x in zip(names, tests):
+      run.append_metrics({'kind': 'test', 'step': now.step, 'size': config.test_size,
+                          **({'algorithm': a} if multi else {}), **x})
   samples_per_s = (timings['steps_timed'] * config.batch_size / timings['train_s']
                    if timings['train_s'] > 0 else None)
-  if multi:
-    # The run's own score is the mean over its algorithms; each is in per_algorithm.
-    mean = sum(x['score'] for x in tests) / len(tests)
-    test_scores = {'score': mean}
-  else:
-    test_scores = tests[0]
+  # A multi-task run's own score is the mean over its algorithms; each is in per_algorithm.
+  test_scores = {'score': sum(x['score'] for x in tests) / len(tests)} if multi else tests[0]
   results = {
       'algorithm': config.algorithm, 'method': config.method, 'seed': config.seed,
       'config': config.to_json(), 'versions': versions(),
       'best_val': best, 'test': test_scores, 'test_score': test_scores['score'],
-      'test_size': config.test_size, 'steps': step, 'tested_step': tested_step,
+      'test_size': config.test_size, 'steps': now.step, 'tested_step': tested_step,
       'timings': {**timings, 'train_samples_per_s': samples_per_s},
   }
   if multi:
@@ -626,17 +819,18 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
     results['per_algorithm'] = {
         a: {'best_val': {'score': (best.get('per_algorithm') or {}).get(a), 'step': best['step']},
             'test_score': x['score'], 'test': x} for a, x in zip(names, tests)}
-  if writer:
+  if io.writer:
     storage.atomic_write_json(run.results, results)
   for a, x in zip(names, tests):
     val_score = best['score'] if not multi else (best.get('per_algorithm') or {}).get(a)
     val_text = f'{val_score:.4f}' if isinstance(val_score, float) else 'n/a'
-    say(f"[nar] {a} {config.method}: best val {val_text} at step {best['step']}"
-        f"{' (selected on the sum over algorithms)' if multi else ''}; OOD test "
-        f"(n={config.test_size}) score {x['score']:.4f}")
+    io.say(f"[nar] {a} {config.method}: best val {val_text} at step {best['step']}"
+           f"{' (selected on the sum over algorithms)' if multi else ''}; OOD test "
+           f"(n={config.test_size}) score {x['score']:.4f}")
   return results
 
 
+# ------------------------------------------------------------------ evaluate
 def evaluate_run(run_dir: str, size: int = 64, progress: bool = True,
                  num_samples: Optional[int] = None, record: bool = True) -> dict:
   """Re-evaluates the best checkpoint of a run at another size (one size of
@@ -645,19 +839,19 @@ def evaluate_run(run_dir: str, size: int = 64, progress: bool = True,
                             record=record)[0]
 
 
-EVALUATIONS_FILE = 'evaluations.json'
-
-
 def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True,
                        num_samples: Optional[int] = None, record: bool = True) -> list:
   """Tests the best checkpoint of a run at each of `sizes` (the test split's
-  seed, `num_samples` samples, default the split's own count).
+  seed, `num_samples` samples, default the split's own count), with the test
+  phase `nar train` ends with (`test_algorithms`).
 
   Returns:
     One dict per size: run, algorithm, size, checkpoint_step, score and the
-    per-output scores. With `record`, each is also kept in the run's
-    evaluations.json under its size (the newest evaluation of a size wins),
-    where `nar report` reads OOD-vs-size curves.
+    per-output scores; for a multi-task run, score is the mean over its
+    algorithms and per_algorithm holds each one's ({'score', 'scores'}). With
+    `record`, each is also kept in the run's evaluations.json under its size
+    (the newest evaluation of a size wins), where `nar report` reads
+    OOD-vs-size curves.
   """
   for size in sizes:
     if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE:
@@ -667,64 +861,34 @@ def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True
   if not os.path.exists(run.config):
     raise RunError(f'{run_dir} is not a run directory (no config.json)')
   config = load_config(run.config)
-  if config.multi_task:
-    raise ConfigError(f'{run_dir} is a multi-task run ({", ".join(config.algorithms)}); '
-                      're-evaluating one at other sizes is not supported yet (its results.json '
-                      'has each algorithm\'s test score)')
   enable_compilation_cache(config.resolved_cache_dir())
-  spec = processed_spec(config.algorithm)
   if not os.path.isdir(run.checkpoints) or not os.listdir(run.checkpoints):
     raise RunError(f'{run_dir} has no best checkpoint yet (checkpoints/best)')
-  from nar import methods
-  method = methods.get(config, spec)
-  example = method.example_batch()
-  net = build_network(config, spec, example)
-  # The trained state's structure (Hint-ReLIC's parameters include its critic), traced
-  # only: the values come from the checkpoint.
-  def state_of_a_run():
-    params = method.init(net, jax.random.PRNGKey(0), example)
-    return {'params': params, 'opt_state': make_optimizer(config).init(params)}
-  template = jax.eval_shape(state_of_a_run)
+  model = build_run_model(config)
   best = _recorded_best(run)
   if best is None:
     raise RunError(f'{run_dir} has no usable best checkpoint (checkpoints/best) and no record '
                    'of its best step; run the training command again')
-  params = load_best(run, template, best, repair=False,
+  params = load_best(run, model.state_template(make_optimizer(config)), best, repair=False,
                      report=lambda msg: print(msg, file=sys.stderr, flush=True))
-  predict = make_predict(net, spec)
+  predicts = model.predicts()
   results = []
   for size in sizes:
-    split = data_lib.load_split(config.algorithm, 'test', size=size, num_samples=num_samples,
-                                cache_dir=config.resolved_cache_dir(), progress=progress)
-    scores = evaluate_split(predict, params, split, spec, config.eval_batch_size,
-                            progress=f'evaluating n={size}' if progress else None)
-    results.append({'run': run_dir, 'algorithm': config.algorithm, 'size': size,
-                    'checkpoint_step': best['step'], **scores})
+    per = test_algorithms(model, predicts, params, size, num_samples=num_samples,
+                          progress=progress)
+    entry = {'run': run_dir, 'algorithm': config.algorithm, 'size': size,
+             'checkpoint_step': best['step']}
+    if model.multi_task:
+      entry['score'] = sum(x['score'] for x in per) / len(per)
+      entry['per_algorithm'] = {a: {'score': x['score'],
+                                    'scores': {k: v for k, v in x.items() if k != 'score'}}
+                                for a, x in zip(model.names, per)}
+    else:
+      entry.update(per[0])
+    results.append(entry)
   if record:
-    _record_evaluations(run_dir, results, num_samples)
+    record_evaluations(run_dir, results, num_samples)
   return results
-
-
-def read_evaluations(run_dir: str) -> dict:
-  """A run's recorded evaluations, {size: entry}; {} if none or unreadable."""
-  try:
-    with open(os.path.join(run_dir, EVALUATIONS_FILE)) as f:
-      data = json.load(f)
-    return {int(k): v for k, v in data.items() if isinstance(v, dict) and 'score' in v}
-  except (OSError, ValueError, AttributeError, TypeError):
-    return {}
-
-
-def _record_evaluations(run_dir: str, results: list, num_samples: Optional[int]) -> None:
-  entries = {str(k): v for k, v in read_evaluations(run_dir).items()}
-  for res in results:
-    entries[str(res['size'])] = {
-        'score': res['score'], 'checkpoint_step': res['checkpoint_step'],
-        'num_samples': num_samples, 'scores': {k: v for k, v in res.items()
-                                               if k not in ('run', 'algorithm', 'size',
-                                                            'checkpoint_step', 'score')}}
-  storage.atomic_write_json(os.path.join(run_dir, EVALUATIONS_FILE),
-                            dict(sorted(entries.items(), key=lambda kv: int(kv[0]))))
 
 
 def _recorded_best(run: RunDir) -> Optional[dict]:

@@ -295,7 +295,7 @@ def test_evaluate_at_several_sizes_records_each_in_evaluations_json(env, tmp_pat
   """`nar evaluate RUN --size 8,12`: one result per size, each kept in the run's
   evaluations.json (where the report's OOD-vs-size curve reads it); a later
   evaluation of a size replaces that size's entry only."""
-  from nar.train import read_evaluations
+  from nar.evaluations import read_evaluations
   out = tmp_path / 'run'
   shutil.copytree(env['reference'], out)
   code, stdout, err = _nar(['evaluate', str(out), '--size', '8,12', '--samples', '8', '--quiet'])
@@ -318,3 +318,36 @@ def test_evaluate_at_several_sizes_records_each_in_evaluations_json(env, tmp_pat
                             '--quiet'])
   assert code == 0, err
   assert [r['run'] for r in json.loads(stdout)] == [str(out), str(other)]
+
+
+def test_evaluation_batch_shrinks_to_the_free_memory_and_scores_do_not_change(env, tmp_path,
+                                                                               monkeypatch):
+  """The evaluation batch is capped by the free memory (same scores: the batch
+  only groups samples); where not one sample fits, a clear error, not an
+  out-of-memory kill."""
+  from nar import train as train_lib
+  from nar.errors import RunError
+  per_sample = train_lib.EVAL_BYTES_PER_PAIR_UNIT * 12 * 12 * 16      # n = 12, hidden 16
+  assert train_lib.evaluation_batch_size(32, 12, 16, free_bytes=None) == 32
+  assert train_lib.evaluation_batch_size(32, 12, 16, free_bytes=10 * per_sample) == 5
+  assert train_lib.evaluation_batch_size(32, 12, 16, devices=2, free_bytes=3 * per_sample) == 2
+  assert train_lib.evaluation_batch_size(4, 12, 16, free_bytes=10 ** 12) == 4
+  with pytest.raises(RunError, match=r'evaluating problems of 12 nodes at hidden 16 needs'):
+    train_lib.evaluation_batch_size(32, 12, 16, free_bytes=per_sample)
+  out = tmp_path / 'run'
+  shutil.copytree(env['reference'], out)
+  hidden = json.loads((out / 'config.json').read_text())['hidden']
+  full = train_lib.evaluate_run(str(out), size=12, progress=False, num_samples=8, record=False)
+  seen = []
+  real = train_lib.evaluation_batch_size
+  monkeypatch.setattr(train_lib, 'evaluation_batch_size',
+                      lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+  monkeypatch.setattr(train_lib, 'free_memory_bytes',
+                      lambda device=None: int(3 * train_lib.EVAL_BYTES_PER_PAIR_UNIT
+                                              * 12 * 12 * hidden / train_lib.EVAL_MEMORY_SHARE))
+  small = train_lib.evaluate_run(str(out), size=12, progress=False, num_samples=8, record=False)
+  assert seen == [3] and small['score'] == full['score']
+  monkeypatch.setattr(train_lib, 'free_memory_bytes', lambda device=None: 1000)
+  code, _, err = _nar(['evaluate', str(out), '--size', '12', '--samples', '8',
+                       '--quiet'])
+  assert code == 2 and 'needs about' in err and 'Traceback' not in err

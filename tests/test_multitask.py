@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from clrs._src import baselines
 
+from nar.config import ConfigError
 from nar.model import NetConfig, make_net, nb_dims_of
 from nar.processors import ProcessorConfig
 from tests.helpers import make_batch
@@ -154,6 +155,18 @@ def test_multi_task_run_results_and_exact_resume(tmp_path):
   assert [r['step'] for r in val] == [3, 6]
   assert set(val[0]['per_algorithm']) == {'insertion_sort', 'bfs'}
   assert [r['algorithm'] for r in records if r['kind'] == 'test'] == ['insertion_sort', 'bfs']
+  # `nar evaluate` runs the same test phase: at the run's own test size it gives
+  # each algorithm's results.json score, and records them per algorithm.
+  from nar.evaluations import read_evaluations
+  from nar.train import evaluate_run_sizes
+  size = full['test_size']
+  again, = evaluate_run_sizes(str(tmp_path / 'full'), [size], progress=False,
+                              num_samples=full['config']['test_samples'])
+  assert {a: e['score'] for a, e in again['per_algorithm'].items()} == {
+      a: p['test_score'] for a, p in per.items()}
+  assert again['score'] == pytest.approx(full['test_score'])
+  assert read_evaluations(str(tmp_path / 'full'))[size]['per_algorithm']['bfs']['score'] == (
+      per['bfs']['test_score'])
   params = _final_params(tmp_path / 'full')
   # Exported with dm-clrs's names: algo_i_ is the i-th algorithm of the run.
   from nar.cli import main
@@ -189,7 +202,7 @@ def test_report_shows_a_multi_task_run_per_algorithm(tmp_path):
   multi = out / 'multi' / 'seed0'
   multi.mkdir(parents=True)
   json.dump({'algorithm': 'bfs,dfs', 'method': 'baseline', 'seed': 0, 'test_score': 0.45,
-             'algorithms': ['bfs', 'dfs'], 'best_val': {'score': 1.3, 'step': 6},
+             'test_size': 64, 'algorithms': ['bfs', 'dfs'], 'best_val': {'score': 1.3, 'step': 6},
              'per_algorithm': {
                  'bfs': {'best_val': {'score': 0.9, 'step': 6}, 'test_score': 0.7},
                  'dfs': {'best_val': {'score': 0.4, 'step': 6}, 'test_score': 0.2}}},
@@ -197,6 +210,10 @@ def test_report_shows_a_multi_task_run_per_algorithm(tmp_path):
   (multi / 'metrics.jsonl').write_text(json.dumps(
       {'kind': 'val', 'step': 6, 'score': 1.3,
        'per_algorithm': {'bfs': {'score': 0.9}, 'dfs': {'score': 0.4}}}) + '\n')
+  # A multi-task run's evaluation at another size: each algorithm's row reads its own score.
+  (multi / 'evaluations.json').write_text(json.dumps({'128': {
+      'score': 0.35, 'checkpoint_step': 6,
+      'per_algorithm': {'bfs': {'score': 0.6}, 'dfs': {'score': 0.1}}}}))
   text = sw.report(str(out), plots=True)
   head = next(line for line in text.splitlines() if line.startswith('| algorithm | baseline |'))
   assert 'baseline (multi-task)' in head
@@ -208,6 +225,8 @@ def test_report_shows_a_multi_task_run_per_algorithm(tmp_path):
   assert 'bfs,dfs' not in text
   val_bfs = [line for line in text.splitlines() if line.startswith('| bfs |')][1]
   assert '90.0' in val_bfs                     # the algorithm's own validation score
+  sizes = text[text.index('against test size'):]
+  assert '60.00' in sizes and '10.00' in sizes and '35.00' not in sizes
 
 
 def test_cli_takes_algorithms_and_names_the_run_after_them(monkeypatch, capsys):
@@ -221,3 +240,22 @@ def test_cli_takes_algorithms_and_names_the_run_after_them(monkeypatch, capsys):
   assert cli.main(['train', '-a', 'bfs,bfs']) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and 'lists bfs more than once' in err[0]
+
+
+def test_sweep_entry_joined_with_plus_is_one_multi_task_run(tmp_path):
+  from experiments import sweep as sw
+  proto = sw.Protocol('toy-multi', dict(hidden=8, steps=10, eval_every=5), seeds=1,
+                      algorithm_overrides={'dfs': dict(steps=40, eval_every=20),
+                                           'bfs': dict(learning_rate=0.01)})
+  # Each algorithm gets at least its single-task steps, and is validated as often.
+  assert proto.settings('insertion_sort+dfs') == dict(hidden=8, steps=80, eval_every=40)
+  with pytest.raises(ConfigError, match=r'sets learning_rate differently .*--set learning_rate'):
+    proto.settings('bfs+dfs')
+  cfg = sw.make_config('cpu', 'insertion_sort+bfs+dfs', 'baseline', 1, str(tmp_path), {})
+  assert cfg.algorithms == ('insertion_sort', 'bfs', 'dfs')
+  assert cfg.out == str(tmp_path / 'insertion_sort+bfs+dfs' / 'baseline' / 'seed1')
+  assert (cfg.steps, cfg.eval_every, cfg.hidden) == (3 * 2000, 3 * 250, 32)   # dfs's, x 3
+  with pytest.raises(ConfigError, match=r"unknown algorithm 'bsf'.*joins names with '\+'"):
+    sw.sweep('cpu', ['bfs+bsf'], ['baseline'], 1, str(tmp_path / 'g'), progress=False)
+  with pytest.raises(ConfigError, match='multi-task'):
+    sw.sweep('cpu', ['bfs+dfs'], ['hint_relic'], 1, str(tmp_path / 'g'), progress=False)

@@ -1,0 +1,63 @@
+"""A run's evaluations at other sizes (`nar evaluate --size`): evaluations.json.
+
+One entry per test size, the newest evaluation of a size winning:
+
+    {"128": {"score": 0.71, "checkpoint_step": 3000, "num_samples": null,
+             "scores": {"pi": 0.71},
+             "per_algorithm": {...}}}     # multi-task runs: {algorithm: {"score", "scores"}}
+
+A multi-task run's `score` is the mean over its algorithms (as its results.json's
+test_score); `nar report` reads each algorithm's own from `per_algorithm`.
+Plain data: the command line and the report read it without JAX.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+from nar import storage
+
+EVALUATIONS_FILE = 'evaluations.json'
+
+
+def _is_score(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def read_evaluations(run_dir: str) -> dict:
+  """A run's recorded evaluations, {size: entry}; {} if none or unreadable (an
+  entry without a numeric score is skipped)."""
+  try:
+    with open(os.path.join(run_dir, EVALUATIONS_FILE)) as f:
+      data = json.load(f)
+    return {int(k): v for k, v in data.items() if isinstance(v, dict) and _is_score(v.get('score'))}
+  except (OSError, ValueError, AttributeError, TypeError):
+    return {}
+
+
+def algorithm_score(entry: dict, algorithm: str, multi_task: bool) -> Optional[float]:
+  """The score of `algorithm` in one entry: the entry's own for a single-task
+  run, its `per_algorithm` one for a multi-task run (None if absent)."""
+  if not multi_task:
+    return entry.get('score')
+  own = (entry.get('per_algorithm') or {}).get(algorithm)
+  score = own.get('score') if isinstance(own, dict) else None
+  return score if _is_score(score) else None
+
+
+def record_evaluations(run_dir: str, results: list, num_samples: Optional[int]) -> None:
+  """Adds `results` (one dict per size: size, checkpoint_step, score, the
+  per-output scores and, multi-task, per_algorithm) to the run's file."""
+  entries = {str(k): v for k, v in read_evaluations(run_dir).items()}
+  kept_apart = ('run', 'algorithm', 'size', 'checkpoint_step', 'score', 'per_algorithm')
+  for res in results:
+    entry = {'score': res['score'], 'checkpoint_step': res['checkpoint_step'],
+             'num_samples': num_samples,
+             'scores': {k: v for k, v in res.items() if k not in kept_apart}}
+    if 'per_algorithm' in res:
+      entry['per_algorithm'] = res['per_algorithm']
+    entries[str(res['size'])] = entry
+  storage.atomic_write_json(os.path.join(run_dir, EVALUATIONS_FILE),
+                            dict(sorted(entries.items(), key=lambda kv: int(kv[0]))))
