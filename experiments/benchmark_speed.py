@@ -103,9 +103,10 @@ def _bench_reference(spec, config, batches, repeats) -> dict:
   net = T.build_network(config, spec, batches[0])
   optimizer = T.make_optimizer(config)
   params = method.init(net, key, batches[0])
-  state = [params, optimizer.init(params)]
-  update = T.make_update(method.loss_fn(net), optimizer)
   placement = T.Placement.create(batch_size)
+  # Placed as the step returns them: otherwise the second call compiles again.
+  state = placement.replicate([params, optimizer.init(params)])
+  update = T.make_update(method.loss_fn(net), optimizer, placement)
   placed = [placement.batch(b) for b in batches]
 
   def our_step(b):
@@ -131,8 +132,8 @@ def _relic_update(cfg, spec, sample_sets, placement):
   optimizer = T.make_optimizer(cfg)
   key = jax.random.PRNGKey(0)
   params = jax.device_get(method.init(net, key, items[0][0]))  # host copy: steps donate
-  state = [params, optimizer.init(params)]
-  update = T.make_update(method.loss_fn(net), optimizer)
+  state = placement.replicate([params, optimizer.init(params)])
+  update = T.make_update(method.loss_fn(net), optimizer, placement)
 
   def step(p):
     state[0], state[1], loss, _, _ = update(state[0], state[1], key, *p)
@@ -156,8 +157,8 @@ def _bench_relic(algorithm, config, spec, sample_sets, repeats) -> dict:
   net = T.build_network(config, spec, originals[0][0])
   optimizer = T.make_optimizer(config)
   params = baseline.init(net, jax.random.PRNGKey(0), originals[0][0])
-  bstate = [params, optimizer.init(params)]
-  bupdate = T.make_update(baseline.loss_fn(net), optimizer)
+  bstate = placement.replicate([params, optimizer.init(params)])
+  bupdate = T.make_update(baseline.loss_fn(net), optimizer, placement)
 
   def baseline_step(p):
     bstate[0], bstate[1], loss, _, _ = bupdate(bstate[0], bstate[1], jax.random.PRNGKey(0), *p)
@@ -189,6 +190,77 @@ def _bench_relic(algorithm, config, spec, sample_sets, repeats) -> dict:
           'augmentation_samples_per_s': bs / aug_s}
 
 
+def bench_multi_task(algorithms, *, hidden: int, batch_size: int, size: int, num_batches: int,
+                     repeats: int, processor: str) -> list[dict]:
+  """Per algorithm: our single-task baseline step against the same algorithm's
+  step inside a multi-task network of all `algorithms` (shared processor, the
+  other algorithms' encoders/decoders and Adam moments frozen), identical
+  batches; then the interleaved cycle (one step of each, as `nar train` runs it)
+  against the sum of the single-task steps."""
+  import jax
+  from nar import train as T
+  from nar.batching import pad_samples
+  from nar.config import TrainConfig
+  from nar.data import make_train_samples
+  from nar.methods import Baseline
+  from nar.model import bind_algorithm
+  from nar.sample import processed_spec
+
+  key = jax.random.PRNGKey(0)
+  config = TrainConfig(algorithm=','.join(algorithms), hidden=hidden, batch_size=batch_size,
+                       processor=processor, train_sizes=(size,)).validate()
+  specs = [processed_spec(a) for a in algorithms]
+  placement = T.Placement.create(batch_size)
+  optimizer = T.make_optimizer(config)
+  batches = []
+  for a, spec in zip(algorithms, specs):
+    sample_sets = [make_train_samples(a, 0, k, batch_size, (size,)) for k in range(num_batches)]
+    t_max = max(s.length for ss in sample_sets for s in ss)
+    batches.append([pad_samples(ss, spec, num_steps=t_max) for ss in sample_sets])
+  placed = [[placement.batch(b) for b in bs] for bs in batches]
+
+  def stepper(update, state):
+    def step(b):
+      state[0], state[1], loss, _, _ = update(state[0], state[1], key, b)
+      return float(loss)
+    return step
+
+  rows, singles = [], []
+  for a, spec, bs, pl in zip(algorithms, specs, batches, placed):
+    single_config = TrainConfig(algorithm=a, hidden=hidden, batch_size=batch_size,
+                                processor=processor, train_sizes=(size,)).validate()
+    net = T.build_network(single_config, spec, bs[0])
+    params = jax.device_get(Baseline(single_config, spec).init(net, key, bs[0]))
+    update = T.make_update(Baseline(single_config, spec).loss_fn(net), optimizer, placement)
+    singles.append(stepper(update, placement.replicate([params, optimizer.init(params)])))
+    rows.append({'algorithm': a, 'T': bs[0].num_steps, 'hidden': hidden, 'batch': batch_size,
+                 'n': size, 'device_kind': jax.devices()[0].device_kind,
+                 'single_task_s': _time(singles[-1], pl, repeats)})
+  net = T.build_network(config, specs, [bs[0] for bs in batches])
+  params = jax.device_get(T.init_network(net, key, [bs[0] for bs in batches]))
+  state = placement.replicate([params, optimizer.init(params)])
+  multi = []
+  for i, (a, spec) in enumerate(zip(algorithms, specs)):
+    task_config = TrainConfig(algorithm=a, hidden=hidden, batch_size=batch_size,
+                              processor=processor, train_sizes=(size,)).validate()
+    update = T.make_update(Baseline(task_config, spec).loss_fn(bind_algorithm(net, i)),
+                           optimizer, placement, algorithm_index=i)
+    multi.append(stepper(update, state))
+  for i, row in enumerate(rows):
+    row['multi_task_s'] = _time(multi[i], placed[i], repeats)
+    row['multi_vs_single'] = row['multi_task_s'] / row['single_task_s']
+  # The interleaved cycle, every algorithm's batches in turn.
+  cycle = [(i, b) for k in range(num_batches) for i, b in
+           enumerate(pl[k] for pl in placed)]
+  multi_cycle = _time(lambda ib: multi[ib[0]](ib[1]), cycle, repeats)
+  single_cycle = _time(lambda ib: singles[ib[0]](ib[1]), cycle, repeats)
+  rows.append({'algorithm': 'interleaved (' + '+'.join(algorithms) + ')', 'T': None,
+               'hidden': hidden, 'batch': batch_size, 'n': size,
+               'device_kind': jax.devices()[0].device_kind, 'single_task_s': single_cycle,
+               'multi_task_s': multi_cycle, 'multi_vs_single': multi_cycle / single_cycle})
+  return rows
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--algorithms', nargs='+', default=['insertion_sort', 'bfs', 'dfs'])
@@ -208,12 +280,24 @@ def main(argv=None) -> int:
                  help='force N host (CPU) devices (sets XLA_FLAGS before JAX starts)')
   p.add_argument('--precision', default='float32', choices=['float32', 'bfloat16'],
                  help="our trainer's compute precision (dm-clrs's reference is float32 only)")
+  p.add_argument('--multi-task', action='store_true',
+                 help='instead: each algorithm\'s step in a multi-task network of all the '
+                      '--algorithms against its single-task step (same batches)')
   p.add_argument('--out', default=None, help='write the rows as JSON here')
   args = p.parse_args(argv)
   if args.devices:
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                                f' --xla_force_host_platform_device_count={args.devices}')
   import nar.clrs_import  # noqa: F401
+  if args.multi_task:
+    rows = bench_multi_task(args.algorithms, hidden=args.hidden, batch_size=args.batch_size,
+                            size=args.size, num_batches=args.batches, repeats=args.repeats,
+                            processor=args.processor)
+    _print_multi_task(rows)
+    if args.out:
+      with open(args.out, 'w') as f:
+        json.dump({'rows': rows, 'argv': sys.argv}, f, indent=1)
+    return 0
   rows = []
   for alg in args.algorithms:
     row = bench_algorithm(alg, hidden=args.hidden, batch_size=args.batch_size, size=args.size,
@@ -242,6 +326,16 @@ def _print_reference(rows) -> None:
     print(f"| {r['algorithm']} | {r['T']} | {r['devices']} | {r['dm_clrs_samples_per_s']:.1f} | "
           f"{r['ours_samples_per_s']:.1f} | {r['ours_per_device_samples_per_s']:.1f} | "
           f"{r['speedup']:.2f}x |")
+
+
+def _print_multi_task(rows) -> None:
+  print()
+  print('| algorithm | T | single-task step ms | multi-task step ms | multi / single |')
+  print('|---|---|---|---|---|')
+  for r in rows:
+    print(f"| {r['algorithm']} | {r['T'] if r['T'] is not None else ''} | "
+          f"{1000 * r['single_task_s']:.1f} | {1000 * r['multi_task_s']:.1f} | "
+          f"{r['multi_vs_single']:.2f}x |")
 
 
 def _print_relic(rows) -> None:
