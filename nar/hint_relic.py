@@ -111,6 +111,14 @@ def select_pairs(augmented: list, num_nodes: int, max_pairs: int,
   return PairData(t, tt, mask, pv, nv, node_map)
 
 
+CRITIC = 'relic_critic'
+
+
+def is_critic(module: str) -> bool:
+  """Whether a top-level parameter key is Hint-ReLIC critics' (any algorithm's)."""
+  return module.split('/')[0].endswith(CRITIC)
+
+
 class Critics(hk.Module):
   """g: two-layer MLPs to `out` dims, then L2 normalisation."""
 
@@ -300,6 +308,14 @@ class HintReLIC(Method):
   Registered as `hint_relic`, and with overrides as the ablations `twins_only`
   and `contrast_no_kl` (see `nar.registry`)."""
 
+  supports_multi_task = True
+
+  @classmethod
+  def supports(cls, config: TrainConfig, spec: dict) -> bool:
+    """Whether the algorithm has an augmentation rule."""
+    import augment
+    return config.algorithm in augment.supported()
+
   @classmethod
   def check(cls, config: TrainConfig, spec: dict) -> None:
     """An augmentation rule for the algorithm, and `relic_hints` naming hints it has."""
@@ -317,9 +333,18 @@ class HintReLIC(Method):
       raise ConfigError(f'relic_hints {config.relic_hints!r} selects no hint: Hint-ReLIC '
                         'would regularise nothing')
 
-  def __init__(self, config: TrainConfig, spec: dict):
+  @classmethod
+  def check_multi_task(cls, config: TrainConfig) -> None:
+    """The one-step twins run a single-algorithm step network: multi-task runs
+    use the rollout twins."""
+    from nar.config import ConfigError
+    if config.relic_twin != 'rollout':
+      raise ConfigError(f'multi-task Hint-ReLIC computes the twins by rollout; relic_twin='
+                        f'{config.relic_twin} is supported for one algorithm at a time')
+
+  def __init__(self, config: TrainConfig, spec: dict, param_prefix: str = ''):
     import augment
-    super().__init__(config, spec)
+    super().__init__(config, spec, param_prefix)
     self.augmenter = augment.get(config.algorithm)   # clear error when unsupported
     self.pointer_hints, self.other_hints = regularised_hints(spec, config.relic_hints)
     self.stream = data_lib.TrainStream(config.algorithm, config.seed, config.batch_size,
@@ -379,14 +404,23 @@ class HintReLIC(Method):
     """The critic MLPs g, sized for pair features (hidden) and node embeddings
     (3 * hidden)."""
     cfg = self.config
-    return hk.transform(lambda: Critics(cfg.relic_critic_hidden,
-                                        cfg.relic_critic_hidden // 2)(cfg.hidden,
-                                                                       3 * cfg.hidden))
+    return hk.transform(lambda: Critics(cfg.relic_critic_hidden, cfg.relic_critic_hidden // 2,
+                                        name=self.critic_name)(cfg.hidden, 3 * cfg.hidden))
+
+  @property
+  def critic_name(self) -> str:
+    """The critics' module name: `relic_critic`, `algo_{i}_relic_critic` for
+    algorithm i of a multi-task run (its own critics, left alone by the other
+    algorithms' steps)."""
+    return self.param_prefix + CRITIC
+
+  def extra_params(self, key) -> dict:
+    return self._critic().init(key)
 
   def init(self, net, key, example: Batch):
     params = net.init(key, example.inputs, example.hints, example.lengths, example.node_mask,
                       is_training=True)
-    return {**params, **self._critic().init(jax.random.fold_in(key, 1))}
+    return {**params, **self.extra_params(jax.random.fold_in(key, 1))}
 
   def _step_net(self) -> hk.Transformed:
     example = self.example_batch()
@@ -408,7 +442,8 @@ class HintReLIC(Method):
     def loss(params, rng, batch_x: Batch, twins, pairs: PairData, batch_y: Optional[Batch] = None):
       """twins: the twin `Batch` (rollout) or `TwinSteps` (one step); batch_y:
       the twin batch to supervise in one-step mode (relic_beta > 0)."""
-      net_params = {k: v for k, v in params.items() if not k.startswith('relic_critic')}
+      # Every algorithm's critics are out of the network's parameters (multi-task).
+      net_params = {k: v for k, v in params.items() if not is_critic(k)}
       if not one_step:
         batch_y = twins
       out_x = forward(net_params, rng, batch_x, reps=contrast and not one_step,
@@ -423,8 +458,8 @@ class HintReLIC(Method):
         total = total + cfg.relic_beta * sup_y
         terms['sup_twin'] = sup_y
       if contrast:
-        critics = critic.apply({k: v for k, v in params.items() if k.startswith('relic_critic')},
-                               None)
+        critics = critic.apply({k: v for k, v in params.items()
+                                if k.split('/')[0] == self.critic_name}, None)
         if one_step:
           reps = one_step_reps(step_net, spec, net_params, rng, batch_x, out_x.latents, twins,
                                pairs, cfg.augmentations)

@@ -23,14 +23,40 @@ class Method:
   `loss_fn(net)(params, rng, *place(batch(step), placement))`.
   """
 
-  def __init__(self, config: TrainConfig, spec: dict):
+  # Multi-task training (several algorithms, one network): whether the method
+  # can be one algorithm's method there. Its parameters are then the shared
+  # network's (`init_network`) and each algorithm's `extra_params`, which must
+  # be named `param_prefix + ...` so that another algorithm's step leaves them
+  # (and their optimizer state) alone.
+  supports_multi_task: bool = False
+
+  def __init__(self, config: TrainConfig, spec: dict, param_prefix: str = ''):
     self.config = config
     self.spec = spec
+    self.param_prefix = param_prefix
 
   @classmethod
   def check(cls, config: TrainConfig, spec: dict) -> None:
     """Refuses (ConfigError) a configuration this method cannot train, cheaply,
     before anything is written or sampled. Default: nothing to check."""
+
+  @classmethod
+  def check_multi_task(cls, config: TrainConfig) -> None:
+    """Refuses (ConfigError) a multi-task configuration (all its algorithms) this
+    method cannot train; called besides each algorithm's `check`. Default:
+    nothing to check."""
+
+  @classmethod
+  def supports(cls, config: TrainConfig, spec: dict) -> bool:
+    """Whether the method applies to this algorithm at all; in multi-task
+    training an algorithm it does not apply to is trained by the baseline.
+    Default: every algorithm."""
+    return True
+
+  def extra_params(self, key) -> dict:
+    """The method's own parameters besides the network's (named with
+    `param_prefix`). Default: none."""
+    return {}
 
   def batch(self, step: int):
     """Training item of step `step`: a pure function of (config.seed, step),
@@ -56,8 +82,10 @@ class Method:
 
 
 class Baseline(Method):
-  def __init__(self, config: TrainConfig, spec: dict):
-    super().__init__(config, spec)
+  supports_multi_task = True
+
+  def __init__(self, config: TrainConfig, spec: dict, param_prefix: str = ''):
+    super().__init__(config, spec, param_prefix)
     self.stream = data_lib.TrainStream(config.algorithm, config.seed, config.batch_size,
                                        config.train_sizes)
 
@@ -106,6 +134,21 @@ def get(config: TrainConfig, spec: dict) -> Method:
   return factory(config, spec)
 
 
+def task_methods(config: TrainConfig, specs: list) -> list:
+  """The method of each algorithm of `config` (`specs` in its order): the
+  registered method with its fixed values applied; in multi-task training,
+  algorithm i's with parameter prefix `algo_{i}_`, and the baseline for an
+  algorithm the method does not apply to (`Method.supports`, e.g. Hint-ReLIC
+  without an augmentation rule)."""
+  factory, resolved = _resolve(config)
+  tasks = task_configs(resolved)
+  if len(tasks) == 1:
+    return [factory(tasks[0], specs[0])]
+  return [factory(c, sp, param_prefix=f'algo_{i}_') if factory.supports(c, sp)
+          else Baseline(c, sp, param_prefix=f'algo_{i}_')
+          for i, (c, sp) in enumerate(zip(tasks, specs))]
+
+
 def task_configs(config: TrainConfig) -> list:
   """One configuration per algorithm of `config` (multi-task: `config.algorithms`),
   which its method is built with: that algorithm alone, and its own training
@@ -126,10 +169,21 @@ def check_runnable(config: TrainConfig) -> None:
   from nar.config import ConfigError
   from nar.sample import processed_spec
   factory, resolved = _resolve(config)
-  if config.multi_task and factory is not Baseline:
-    raise ConfigError(f'multi-task training (several algorithms) supports the baseline method '
-                      f'only, not yet {config.method}; train one algorithm at a time with it')
+  if config.multi_task and not getattr(factory, 'supports_multi_task', False):
+    raise ConfigError(f'method {config.method} does not support multi-task training (several '
+                      'algorithms); train one algorithm at a time with it')
   check = getattr(factory, 'check', None)
+  tasks = task_configs(resolved)
+  supports = getattr(factory, 'supports', None)
+  if config.multi_task:
+    factory.check_multi_task(resolved)
+  if config.multi_task and supports is not None:
+    # The algorithms the method does not apply to are trained by the baseline.
+    applies = [t for t in tasks if supports(t, processed_spec(t.algorithm))]
+    if not applies:
+      raise ConfigError(f'method {config.method} applies to none of {", ".join(config.algorithms)} '
+                        '(each would be trained by the baseline); use --method baseline')
+    tasks = applies
   if check is not None:
-    for task in task_configs(resolved):
+    for task in tasks:
       check(task, processed_spec(task.algorithm))

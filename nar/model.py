@@ -368,12 +368,12 @@ class Net(hk.Module):
                                                        _Stage.HINT, b, n)
     node_fts = ctx.node_in + node_h
     graph_fts = ctx.graph_in + graph_h
-    edges = FoldedEdges(ctx.static, ctx.static_proj, h_channels)
+    edges = FoldedEdges(ctx.static, ctx.static_proj, h_channels, shape=(b, n))
     if proc.is_fast:
       nxt, tri = mpnn_step(ctx.proc_params, node_fts, edges, graph_fts, hidden, node_mask)
     else:
       adj = (ctx.adj_in | adj_h | jnp.eye(n, dtype=bool)[None]).astype(jnp.float32)
-      nxt, tri = ctx.generic_apply(ctx.generic_params, None, node_fts, edges.materialise(),
+      nxt, tri = ctx.generic_apply(ctx.generic_params, None, node_fts, edges.materialise(node_fts.shape[-1]),
                                    graph_fts, adj, hidden, batch_size=b, nb_nodes=n)
     h_t = jnp.concatenate([node_fts, hidden, nxt], axis=-1)
     pointer_hints = self._pointer_hints() if pair_reps else []
@@ -458,7 +458,7 @@ class Net(hk.Module):
     _, _, ch_template, _ = self._encode(truth0, ctx.enc_w, node_mask, _Stage.HINT, b, n)
     for x, (_, cw, cb) in zip(h_xs, ch_template):
       hint_channels.append((x, cw, cb))
-    edges = FoldedEdges(ctx.static, ctx.static_proj, hint_channels)
+    edges = FoldedEdges(ctx.static, ctx.static_proj, hint_channels, shape=(b, n))
     rng = None
     if is_training and any(self.spec[k][2] == _Type.PERMUTATION_POINTER for k in output_names):
       rng = hk.maybe_next_rng_key()  # Gumbel noise for the Sinkhorn decoder

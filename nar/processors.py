@@ -43,14 +43,21 @@ class FoldedEdges:
   `static_proj[key] + sum_k x_k @ (w_k @ W) + (sum_k b_k) @ W`.
 
   static: `[B, N, N, H]` (encoded inputs, may be None); static_proj: key -> `[B, N, N, K]`
-  precomputed `static @ W_key`; channels: list of (x `[B, N, N, C]`, w `[C, H]`, b `[H]`).
+  precomputed `static @ W_key`; channels: list of (x `[B, N, N, C]`, w `[C, H]`, b `[H]`);
+  shape: `(B, N)`, for an algorithm with no edge feature at all (segments_intersect),
+  whose edge features are zeros `[B, N, N, H]` as in dm-clrs.
   """
 
   def __init__(self, static: Optional[jax.Array], static_proj: dict,
-               channels: list[tuple[jax.Array, jax.Array, jax.Array]]):
+               channels: list[tuple[jax.Array, jax.Array, jax.Array]],
+               shape: Optional[tuple[int, int]] = None):
     self.static = static
     self.static_proj = static_proj
     self.channels = channels
+    self.shape = shape
+
+  def _empty(self) -> bool:
+    return self.static is None and not self.channels
 
   def project(self, key: str, w: jax.Array, b: Optional[jax.Array] = None) -> jax.Array:
     if key in self.static_proj:
@@ -63,9 +70,16 @@ class FoldedEdges:
     for x, cw, cb in self.channels:
       out = out + _contract(x, cw @ w)
       bias = bias + cb @ w
+    if self._empty() and key not in self.static_proj:
+      b_, n_ = self.shape
+      return jnp.broadcast_to(bias, (b_, n_, n_, w.shape[-1])).astype(w.dtype)
     return out + bias
 
-  def materialise(self) -> jax.Array:
+  def materialise(self, width: Optional[int] = None) -> jax.Array:
+    """E itself, `[B, N, N, H]` (zeros of `width` channels when there is no edge feature)."""
+    if self._empty() and width is not None:
+      b_, n_ = self.shape
+      return jnp.zeros((b_, n_, n_, width))
     out = 0.0 if self.static is None else self.static
     for x, cw, cb in self.channels:
       out = out + _contract(x, cw) + cb

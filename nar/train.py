@@ -213,15 +213,22 @@ def make_predict(net: hk.Transformed, spec: dict, placement: Optional[Placement]
   return jax.jit(predict, **out)
 
 
-# Peak memory of evaluating one sample, per (node pair x hidden unit), in bytes: the
-# processor's [N, N, H]-sized tensors (messages, edge latents, gates, triplet
-# reductions; the [N, N, N, 8] triplet tensor is fused into its max). Measured as
-# peak RSS over batch sizes on CPU (bfs, hidden 64): 37 MB a sample at n = 128
-# (36 B a pair-unit), 206 MB at n = 256 (49 B); the larger, rounded up, is used.
-EVAL_BYTES_PER_PAIR_UNIT = 52
+# Peak memory of evaluating one sample, fitted to peak RSS on CPU (bfs, hidden 64,
+# `nar evaluate`, batch sizes 4-32): 37 MB a sample at n = 128, 206 MB at 256,
+# 1.35 GB at 512. An [N, N, H] part (messages, edge latents, gates) and an N^3 part
+# (what XLA keeps of the triplet reductions) fit all three within 5%:
+# 20 N^2 H + 7.6 N^3 bytes; both rounded up here.
+EVAL_BYTES_PER_PAIR_UNIT = 24
+EVAL_BYTES_PER_TRIPLE = 8
 # The share of the free memory an evaluation batch may take (the rest: the split
 # itself, the parameters, a training run's own state, other processes).
 EVAL_MEMORY_SHARE = 0.5
+
+
+def evaluation_bytes_per_sample(num_nodes: int, hidden: int) -> int:
+  """Estimated peak memory of evaluating one problem of `num_nodes` nodes."""
+  return (EVAL_BYTES_PER_PAIR_UNIT * num_nodes ** 2 * hidden
+          + EVAL_BYTES_PER_TRIPLE * num_nodes ** 3)
 
 
 def free_memory_bytes(device=None) -> Optional[int]:
@@ -257,7 +264,7 @@ def evaluation_batch_size(requested: int, num_nodes: int, hidden: int, devices: 
   """
   if free_bytes is None:
     return requested
-  per_sample = EVAL_BYTES_PER_PAIR_UNIT * num_nodes * num_nodes * hidden
+  per_sample = evaluation_bytes_per_sample(num_nodes, hidden)
   fit = int(EVAL_MEMORY_SHARE * free_bytes * devices // per_sample)
   if fit < devices:
     raise RunError(
@@ -492,9 +499,12 @@ class RunModel:
     return len(self.names) > 1
 
   def init_params(self, key) -> dict:
-    if self.multi_task:
-      return init_network(self.net, key, self.examples)
-    return self.tasks[0].init(self.net, key, self.examples[0])
+    if not self.multi_task:
+      return self.tasks[0].init(self.net, key, self.examples[0])
+    params = init_network(self.net, key, self.examples)
+    for i, task in enumerate(self.tasks):      # e.g. Hint-ReLIC's critics, algo_{i}_relic_critic
+      params.update(task.extra_params(jax.random.fold_in(key, i + 1)))
+    return params
 
   def state_template(self, optimizer: optax.GradientTransformation):
     """The structure of a run's training state (parameters, the method's own
@@ -512,12 +522,13 @@ class RunModel:
 def build_run_model(config: TrainConfig, method_factory: Optional[Callable] = None) -> RunModel:
   """The `RunModel` of `config`; `method_factory(config, spec)` makes each
   algorithm's method (default: the registered one, `nar.methods.get`)."""
-  if method_factory is None:
-    from nar import methods
-    method_factory = methods.get
   names = config.algorithms
   specs = [processed_spec(a) for a in names]
-  tasks = [method_factory(c, sp) for c, sp in zip(task_configs(config), specs)]
+  if method_factory is None:
+    from nar import methods
+    tasks = methods.task_methods(config, specs)
+  else:
+    tasks = [method_factory(c, sp) for c, sp in zip(task_configs(config), specs)]
   examples = [t.example_batch() for t in tasks]
   if len(names) > 1:
     net = build_network(config, specs, examples)

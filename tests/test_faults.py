@@ -327,7 +327,7 @@ def test_evaluation_batch_shrinks_to_the_free_memory_and_scores_do_not_change(en
   out-of-memory kill."""
   from nar import train as train_lib
   from nar.errors import RunError
-  per_sample = train_lib.EVAL_BYTES_PER_PAIR_UNIT * 12 * 12 * 16      # n = 12, hidden 16
+  per_sample = train_lib.evaluation_bytes_per_sample(12, 16)
   assert train_lib.evaluation_batch_size(32, 12, 16, free_bytes=None) == 32
   assert train_lib.evaluation_batch_size(32, 12, 16, free_bytes=10 * per_sample) == 5
   assert train_lib.evaluation_batch_size(32, 12, 16, devices=2, free_bytes=3 * per_sample) == 2
@@ -343,8 +343,8 @@ def test_evaluation_batch_shrinks_to_the_free_memory_and_scores_do_not_change(en
   monkeypatch.setattr(train_lib, 'evaluation_batch_size',
                       lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
   monkeypatch.setattr(train_lib, 'free_memory_bytes',
-                      lambda device=None: int(3 * train_lib.EVAL_BYTES_PER_PAIR_UNIT
-                                              * 12 * 12 * hidden / train_lib.EVAL_MEMORY_SHARE))
+                      lambda device=None: int(3 * train_lib.evaluation_bytes_per_sample(12, hidden)
+                                              / train_lib.EVAL_MEMORY_SHARE))
   small = train_lib.evaluate_run(str(out), size=12, progress=False, num_samples=8, record=False)
   assert seen == [3] and small['score'] == full['score']
   monkeypatch.setattr(train_lib, 'free_memory_bytes', lambda device=None: 1000)

@@ -32,7 +32,7 @@ def _net(spec, batch, kind='triplet_gmpnn'):
 
 
 @pytest.mark.parametrize('algorithm', ['insertion_sort', 'dfs', 'floyd_warshall', 'graham_scan',
-                                       'lcs_length'])
+                                       'lcs_length', 'segments_intersect'])
 def test_same_outputs_and_loss_as_dm_clrs(algorithm):
   batch, spec = make_batch(algorithm, 6, 3, time_bucketing=False)
   fb = _feedback(batch, spec)

@@ -67,12 +67,52 @@ def test_algorithm_lists_are_validated():
     TrainConfig(algorithm='bfs,,dfs').validate()
 
 
-def test_multi_task_refuses_methods_it_does_not_support_yet():
+def test_multi_task_checks_what_each_method_supports(monkeypatch):
+  import augment
+  from nar import methods
   from nar.config import ConfigError, TrainConfig
   from nar.methods import check_runnable
-  with pytest.raises(ConfigError, match='supports the baseline method only'):
-    check_runnable(TrainConfig(algorithm='bfs,dfs', method='hint_relic').validate())
   check_runnable(TrainConfig(algorithm='bfs,dfs').validate())
+  check_runnable(TrainConfig(algorithm='bfs,segments_intersect', method='hint_relic').validate())
+  with pytest.raises(ConfigError, match='computes the twins by rollout; relic_twin=step'):
+    check_runnable(TrainConfig(algorithm='bfs,dfs', method='hint_relic',
+                               relic_twin='step').validate())
+
+  class SingleOnly(methods.Baseline):
+    supports_multi_task = False
+  monkeypatch.setattr(methods, '_resolve', lambda config: (SingleOnly, config))
+  with pytest.raises(ConfigError, match='does not support multi-task'):
+    check_runnable(TrainConfig(algorithm='bfs,dfs').validate())
+  monkeypatch.undo()
+  monkeypatch.setattr(augment, 'supported', lambda: ('insertion_sort',))
+  with pytest.raises(ConfigError, match='applies to none of bfs, dfs'):
+    check_runnable(TrainConfig(algorithm='bfs,dfs', method='hint_relic').validate())
+
+
+def test_multi_task_hint_relic_regularises_the_algorithms_with_a_rule(tmp_path):
+  """Hint-ReLIC in a multi-task run: the invariance loss for the algorithms with
+  an augmentation rule, each with its own critics (left alone by the others'
+  steps), the plain loss for the others."""
+  import json
+  from nar.hint_relic import HintReLIC
+  from nar.methods import Baseline
+  from nar.train import build_run_model, other_algorithms_modules, train
+  from tests.test_train import tiny
+  config = tiny(tmp_path / 'run', tmp_path / 'cache', algorithm='insertion_sort,segments_intersect',
+                method='hint_relic', steps=2, eval_every=2, train_sizes=(5,),
+                relic_critic_hidden=8)
+  model = build_run_model(config)
+  assert [type(t) for t in model.tasks] == [HintReLIC, Baseline]
+  results = train(config, progress=False)
+  assert set(results['per_algorithm']) == {'insertion_sort', 'segments_intersect'}
+  records = [json.loads(x) for x in open(tmp_path / 'run' / 'metrics.jsonl')]
+  train_records = {r['algorithm']: r for r in records if r['kind'] == 'train'}
+  assert train_records['insertion_sort']['relic_anchors'] > 0
+  assert 'relic_contrast' not in train_records['segments_intersect']
+  params = model.init_params(jax.random.PRNGKey(0))
+  critics = {k for k in params if 'relic_critic' in k}
+  assert critics and all(k.startswith('algo_0_relic_critic/') for k in critics)
+  assert critics <= other_algorithms_modules(params, 1)      # frozen in segments_intersect's step
 
 
 def test_streams_single_task_unchanged_multi_task_independent():
