@@ -190,6 +190,48 @@ def _bench_relic(algorithm, config, spec, sample_sets, repeats) -> dict:
           'augmentation_samples_per_s': bs / aug_s}
 
 
+def bench_evaluation(algorithm: str, *, hidden: int, batch_size: int, size: int, repeats: int,
+                     processor: str) -> dict:
+  """Evaluation throughput at test size `size`: our jitted predict (the one
+  `nar evaluate` runs: a rollout on predicted hints, hard outputs) against
+  dm-clrs's `BaselineModel.predict`, same parameters, same batch of test samples
+  (the test split's first `batch_size`), after compilation."""
+  import jax
+  import clrs
+  from clrs._src import baselines
+  from nar import data as data_lib
+  from nar import train as T
+  from nar.config import TrainConfig
+  from nar.sample import processed_spec
+
+  spec = processed_spec(algorithm)
+  split = data_lib.load_split(algorithm, 'test', size=size, num_samples=batch_size)
+  chunk, _ = next(data_lib.iterate_chunks(split, batch_size))
+  feedback = _feedback(chunk, spec)
+  factory = clrs.get_processor_factory(processor, use_ln=True, nb_triplet_fts=8)
+  ref = baselines.BaselineModel(
+      spec, feedback, factory, hidden_dim=hidden, encode_hints=True, decode_hints=True,
+      encoder_init='xavier_on_scalars', use_lstm=False, dropout_prob=0.0)
+  ref.init(feedback.features, 42)
+  key = jax.random.PRNGKey(0)
+
+  def ref_predict(fb):
+    return jax.block_until_ready(ref.predict(key, fb.features))
+  ref_s = _time(ref_predict, [feedback], repeats)
+  config = TrainConfig(algorithm=algorithm, hidden=hidden, processor=processor).validate()
+  net = T.build_network(config, spec, chunk)
+  predict = T.make_predict(net, spec)
+  params = ref.params              # the same tree (tests/test_model.py), the same values
+
+  def our_predict(b):
+    return jax.block_until_ready(predict(params, b))
+  ours_s = _time(our_predict, [chunk], repeats)
+  return {'algorithm': algorithm, 'n': size, 'T': chunk.num_steps, 'hidden': hidden,
+          'batch': batch_size, 'device_kind': jax.devices()[0].device_kind,
+          'dm_clrs_eval_samples_per_s': batch_size / ref_s,
+          'ours_eval_samples_per_s': batch_size / ours_s, 'eval_speedup': ref_s / ours_s}
+
+
 def bench_multi_task(algorithms, *, hidden: int, batch_size: int, size: int, num_batches: int,
                      repeats: int, processor: str) -> list[dict]:
   """Per algorithm: our single-task baseline step against the same algorithm's
@@ -280,6 +322,9 @@ def main(argv=None) -> int:
                  help='force N host (CPU) devices (sets XLA_FLAGS before JAX starts)')
   p.add_argument('--precision', default='float32', choices=['float32', 'bfloat16'],
                  help="our trainer's compute precision (dm-clrs's reference is float32 only)")
+  p.add_argument('--eval-size', type=int, default=None,
+                 help="instead: evaluation throughput at this test size (e.g. 64) against "
+                      "dm-clrs's BaselineModel.predict, --batch-size test samples")
   p.add_argument('--multi-task', action='store_true',
                  help='instead: each algorithm\'s step in a multi-task network of all the '
                       '--algorithms against its single-task step (same batches)')
@@ -289,6 +334,20 @@ def main(argv=None) -> int:
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                                f' --xla_force_host_platform_device_count={args.devices}')
   import nar.clrs_import  # noqa: F401
+  if args.eval_size:
+    rows = [bench_evaluation(a, hidden=args.hidden, batch_size=args.batch_size,
+                             size=args.eval_size, repeats=args.repeats, processor=args.processor)
+            for a in args.algorithms]
+    print()
+    print('| algorithm | n | T | dm-clrs predict samples/s | ours samples/s | speed-up |')
+    print('|---|---|---|---|---|---|')
+    for r in rows:
+      print(f"| {r['algorithm']} | {r['n']} | {r['T']} | {r['dm_clrs_eval_samples_per_s']:.1f} | "
+            f"{r['ours_eval_samples_per_s']:.1f} | {r['eval_speedup']:.2f}x |")
+    if args.out:
+      with open(args.out, 'w') as f:
+        json.dump({'rows': rows, 'argv': sys.argv}, f, indent=1)
+    return 0
   if args.multi_task:
     rows = bench_multi_task(args.algorithms, hidden=args.hidden, batch_size=args.batch_size,
                             size=args.size, num_batches=args.batches, repeats=args.repeats,
