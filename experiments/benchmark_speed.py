@@ -190,6 +190,98 @@ def _bench_relic(algorithm, config, spec, sample_sets, repeats) -> dict:
           'augmentation_samples_per_s': bs / aug_s}
 
 
+def peak_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
+  """The machine's reference peak, measured: a float32 n x n matmul through XLA."""
+  import jax
+  import jax.numpy as jnp
+  a = jnp.ones((n, n), jnp.float32)
+  b = jnp.ones((n, n), jnp.float32)
+  mm = jax.jit(lambda x, y: x @ y)
+  s = _time(lambda _: jax.block_until_ready(mm(a, b)), [None], repeats)
+  return 2.0 * n ** 3 / s
+
+
+def bench_roofline(algorithm: str, *, hidden: int, batch_size: int, size: int,
+                   num_batches: int, repeats: int, processor: str,
+                   peak: Optional[float] = None) -> dict:
+  """Where a baseline training step's time goes: FLOPs counted from the jaxpr
+  (`experiments.flops`, scan bodies times their length) for the forward pass,
+  forward + backward and the whole update; the time of each (jitted alone, same
+  batches), so backward = grad - forward and optimizer = update - grad; the
+  host-side sampling and padding of a batch; achieved FLOP/s against `peak`."""
+  import jax
+  from experiments import flops
+  from nar import train as T
+  from nar.config import TrainConfig
+  from nar.methods import Baseline
+  from nar.sample import processed_spec
+
+  spec = processed_spec(algorithm)
+  config = TrainConfig(algorithm=algorithm, hidden=hidden, batch_size=batch_size,
+                       processor=processor, train_sizes=(size,)).validate()
+  method = Baseline(config, spec)
+  batches = [method.batch(k) for k in range(num_batches)]
+  t0 = time.perf_counter()
+  for k in range(num_batches, 2 * num_batches):
+    method.batch(k)
+  host_s = (time.perf_counter() - t0) / num_batches
+  key = jax.random.PRNGKey(0)
+  net = T.build_network(config, spec, batches[0])
+  params = method.init(net, key, batches[0])
+  loss_fn = method.loss_fn(net)
+  scalar = lambda p, b: loss_fn(p, key, b)[0]          # noqa: E731
+  optimizer = T.make_optimizer(config)
+  placement = T.Placement.create(batch_size)
+  placed = [placement.batch(b) for b in batches]
+  state = placement.replicate([params, optimizer.init(params)])
+  update = T.make_update(loss_fn, optimizer, placement)
+  count_fwd = flops.count(scalar, params, batches[0])
+  count_grad = flops.count(jax.value_and_grad(scalar), params, batches[0])
+  count_update = flops.count(update, state[0], state[1], key, placed[0])
+  fwd = jax.jit(scalar)
+  grad = jax.jit(jax.value_and_grad(scalar))
+  fwd_s = _time(lambda b: jax.block_until_ready(fwd(state[0], b)), placed, repeats)
+  grad_s = _time(lambda b: jax.block_until_ready(grad(state[0], b)), placed, repeats)
+
+  def step(b):
+    state[0], state[1], loss, _, _ = update(state[0], state[1], key, b)
+    return float(loss)
+  update_s = _time(step, placed, repeats)
+  peak = peak or peak_flops_per_s()
+  phases = {'forward': (fwd_s, count_fwd.total),
+            'backward': (grad_s - fwd_s, count_grad.total - count_fwd.total),
+            'optimizer': (update_s - grad_s, count_update.total - count_grad.total),
+            'host data': (host_s, 0.0)}
+  return {'algorithm': algorithm, 'T': batches[0].num_steps, 'hidden': hidden,
+          'batch': batch_size, 'n': size, 'device_kind': jax.devices()[0].device_kind,
+          'peak_flops_per_s': peak, 'step_flops': count_update.total,
+          'step_matmul_flops': count_update.matmul, 'step_s': update_s,
+          'achieved_flops_per_s': count_update.total / update_s,
+          'fraction_of_peak': count_update.total / update_s / peak,
+          'phases': {k: {'s': s_, 'flops': f, 'fraction_of_step': s_ / update_s,
+                         'fraction_of_peak': (f / s_ / peak) if s_ > 0 and f else None}
+                     for k, (s_, f) in phases.items()}}
+
+
+def _print_roofline(rows) -> None:
+  print()
+  print(f"measured peak (float32 matmul): {rows[0]['peak_flops_per_s'] / 1e9:.1f} GFLOP/s")
+  print('| algorithm | T | GFLOP per step (matmul share) | step ms | achieved GFLOP/s | '
+        'of peak | forward | backward | optimizer | host data (not overlapped: prefetched) |')
+  print('|---|---|---|---|---|---|---|---|---|---|')
+  for r in rows:
+    ph = r['phases']
+
+    def cell(name):
+      p = ph[name]
+      peak = f", {100 * p['fraction_of_peak']:.0f}% of peak" if p['fraction_of_peak'] else ''
+      return f"{1000 * p['s']:.1f} ms ({100 * p['fraction_of_step']:.0f}%{peak})"
+    print(f"| {r['algorithm']} | {r['T']} | {r['step_flops'] / 1e9:.2f} "
+          f"({100 * r['step_matmul_flops'] / r['step_flops']:.0f}%) | {1000 * r['step_s']:.1f} | "
+          f"{r['achieved_flops_per_s'] / 1e9:.1f} | {100 * r['fraction_of_peak']:.1f}% | "
+          f"{cell('forward')} | {cell('backward')} | {cell('optimizer')} | {cell('host data')} |")
+
+
 def bench_evaluation(algorithm: str, *, hidden: int, batch_size: int, size: int, repeats: int,
                      processor: str) -> dict:
   """Evaluation throughput at test size `size`: our jitted predict (the one
@@ -322,6 +414,9 @@ def main(argv=None) -> int:
                  help='force N host (CPU) devices (sets XLA_FLAGS before JAX starts)')
   p.add_argument('--precision', default='float32', choices=['float32', 'bfloat16'],
                  help="our trainer's compute precision (dm-clrs's reference is float32 only)")
+  p.add_argument('--roofline', action='store_true',
+                 help='instead: FLOPs of a baseline step (counted from the jaxpr), its time per '
+                      'phase and the fraction of the measured matmul peak')
   p.add_argument('--eval-size', type=int, default=None,
                  help="instead: evaluation throughput at this test size (e.g. 64) against "
                       "dm-clrs's BaselineModel.predict, --batch-size test samples")
@@ -334,6 +429,16 @@ def main(argv=None) -> int:
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                                f' --xla_force_host_platform_device_count={args.devices}')
   import nar.clrs_import  # noqa: F401
+  if args.roofline:
+    peak = peak_flops_per_s()
+    rows = [bench_roofline(a, hidden=args.hidden, batch_size=args.batch_size, size=args.size,
+                           num_batches=args.batches, repeats=args.repeats,
+                           processor=args.processor, peak=peak) for a in args.algorithms]
+    _print_roofline(rows)
+    if args.out:
+      with open(args.out, 'w') as f:
+        json.dump({'rows': rows, 'argv': sys.argv}, f, indent=1)
+    return 0
   if args.eval_size:
     rows = [bench_evaluation(a, hidden=args.hidden, batch_size=args.batch_size,
                              size=args.eval_size, repeats=args.repeats, processor=args.processor)
