@@ -435,9 +435,7 @@ def main(argv=None) -> int:
                            num_batches=args.batches, repeats=args.repeats,
                            processor=args.processor, peak=peak) for a in args.algorithms]
     _print_roofline(rows)
-    if args.out:
-      with open(args.out, 'w') as f:
-        json.dump({'rows': rows, 'argv': sys.argv}, f, indent=1)
+    _save(args.out, rows)
     return 0
   if args.eval_size:
     rows = [bench_evaluation(a, hidden=args.hidden, batch_size=args.batch_size,
@@ -449,18 +447,14 @@ def main(argv=None) -> int:
     for r in rows:
       print(f"| {r['algorithm']} | {r['n']} | {r['T']} | {r['dm_clrs_eval_samples_per_s']:.1f} | "
             f"{r['ours_eval_samples_per_s']:.1f} | {r['eval_speedup']:.2f}x |")
-    if args.out:
-      with open(args.out, 'w') as f:
-        json.dump({'rows': rows, 'argv': sys.argv}, f, indent=1)
+    _save(args.out, rows)
     return 0
   if args.multi_task:
     rows = bench_multi_task(args.algorithms, hidden=args.hidden, batch_size=args.batch_size,
                             size=args.size, num_batches=args.batches, repeats=args.repeats,
                             processor=args.processor)
     _print_multi_task(rows)
-    if args.out:
-      with open(args.out, 'w') as f:
-        json.dump({'rows': rows, 'argv': sys.argv}, f, indent=1)
+    _save(args.out, rows)
     return 0
   rows = []
   for alg in args.algorithms:
@@ -475,10 +469,15 @@ def main(argv=None) -> int:
     _print_reference(rows)
   if args.relic:
     _print_relic(rows)
-  if args.out:
-    with open(args.out, 'w') as f:
-      json.dump({'rows': rows, 'argv': sys.argv}, f, indent=1)
+  _save(args.out, rows)
   return 0
+
+
+def _save(path: Optional[str], rows: list) -> None:
+  """The rows and the command line, as JSON (`--out`)."""
+  if path:
+    with open(path, 'w') as f:
+      json.dump({'rows': rows, 'argv': sys.argv}, f, indent=1)
 
 
 def _print_reference(rows) -> None:
