@@ -268,17 +268,31 @@ def _merge_grid(path: str, protocol: str, grid_def: dict) -> None:
   except (OSError, ValueError):
     old = {}
   try:
-    if old.get('protocol') == protocol and old.get('overrides', {}) == grid_def['overrides']:
-      merged_def = dict(grid_def)
-      merged_def['algorithms'] = list(dict.fromkeys(old.get('algorithms', [])
-                                                    + grid_def['algorithms']))
-      merged_def['methods'] = list(dict.fromkeys(old.get('methods', []) + grid_def['methods']))
-      merged_def['seeds'] = max(int(old.get('seeds', 0)), grid_def['seeds'])
-      merged = {k: list(v) for k, v in (old.get('vary') or {}).items()}
-      for key, values in grid_def['vary'].items():
-        merged[key] = list(dict.fromkeys(merged.get(key, []) + list(values)))
-      merged_def['vary'] = merged
-      grid_def.update(merged_def)
+    if not old:
+      print(f'warning: {path} is not a sweep record; replaced')
+      return
+    if old.get('protocol') != protocol:
+      print(f"warning: {path} recorded a grid of protocol {old.get('protocol')!r}; replaced by "
+            f"this sweep's ({protocol!r})")
+      return
+    merged_def = dict(grid_def)
+    # Sweeps with other --set values (e.g. an ablation at another temperature) are
+    # parts of the grid too: the first one's settings stay, the others are listed.
+    merged_def['overrides'] = old.get('overrides', {})
+    others = [o for o in old.get('other_overrides', []) if isinstance(o, dict)]
+    if grid_def['overrides'] != merged_def['overrides'] and grid_def['overrides'] not in others:
+      others.append(grid_def['overrides'])
+    if others:
+      merged_def['other_overrides'] = others
+    merged_def['algorithms'] = list(dict.fromkeys(old.get('algorithms', [])
+                                                  + grid_def['algorithms']))
+    merged_def['methods'] = list(dict.fromkeys(old.get('methods', []) + grid_def['methods']))
+    merged_def['seeds'] = max(int(old.get('seeds', 0)), grid_def['seeds'])
+    merged = {k: list(v) for k, v in (old.get('vary') or {}).items()}
+    for key, values in grid_def['vary'].items():
+      merged[key] = list(dict.fromkeys(merged.get(key, []) + list(values)))
+    merged_def['vary'] = merged
+    grid_def.update(merged_def)
   except (AttributeError, TypeError, ValueError):
     print(f'warning: {path} is not a sweep record; replaced')
 

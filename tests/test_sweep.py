@@ -189,6 +189,14 @@ def test_sweeps_into_one_directory_add_to_its_grid(tmp_path):
   assert grid['methods'] == ['baseline', 'hint_relic', 'twins_only'] and grid['seeds'] == 3
   with open(os.path.join(out, 'sweep.json')) as f:
     assert json.load(f) == grid
+  # A part run with other --set values adds to the record too (it was once replaced).
+  grid = sw.record_grid(out, 'cpu', ['heapsort'], ['baseline'], 1,
+                        overrides={'relic_temperature': 0.1})
+  assert grid['algorithms'][-1] == 'heapsort' and grid['seeds'] == 3
+  assert grid['overrides'] == {} and grid['other_overrides'] == [{'relic_temperature': 0.1}]
+  again = sw.record_grid(out, 'cpu', ['heapsort'], ['baseline'], 1,
+                         overrides={'relic_temperature': 0.1})
+  assert again['other_overrides'] == [{'relic_temperature': 0.1}]
 
 
 def test_report_names_the_column_with_the_highest_validation_not_test_score(tmp_path):
