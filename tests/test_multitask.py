@@ -283,6 +283,7 @@ def test_cli_takes_algorithms_and_names_the_run_after_them(monkeypatch, capsys):
 
 
 def test_sweep_entry_joined_with_plus_is_one_multi_task_run(tmp_path):
+  import os
   from experiments import sweep as sw
   proto = sw.Protocol('toy-multi', dict(hidden=8, steps=10, eval_every=5), seeds=1,
                       algorithm_overrides={'dfs': dict(steps=40, eval_every=20),
@@ -297,5 +298,8 @@ def test_sweep_entry_joined_with_plus_is_one_multi_task_run(tmp_path):
   assert (cfg.steps, cfg.eval_every, cfg.hidden) == (3 * 2000, 3 * 250, 32)   # dfs's, x 3
   with pytest.raises(ConfigError, match=r"unknown algorithm 'bsf'.*joins names with '\+'"):
     sw.sweep('cpu', ['bfs+bsf'], ['baseline'], 1, str(tmp_path / 'g'), progress=False)
-  with pytest.raises(ConfigError, match='multi-task'):
-    sw.sweep('cpu', ['bfs+dfs'], ['hint_relic'], 1, str(tmp_path / 'g'), progress=False)
+  # Refused up front, before any run starts.
+  with pytest.raises(ConfigError, match='computes the twins by rollout'):
+    sw.sweep('cpu', ['bfs+dfs'], ['hint_relic'], 1, str(tmp_path / 'g'), progress=False,
+             overrides={'relic_twin': 'step'})
+  assert not os.path.exists(tmp_path / 'g' / 'bfs+dfs')
