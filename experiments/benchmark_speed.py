@@ -267,7 +267,7 @@ def _print_roofline(rows) -> None:
   print()
   print(f"measured peak (float32 matmul): {rows[0]['peak_flops_per_s'] / 1e9:.1f} GFLOP/s")
   print('| algorithm | T | GFLOP per step (matmul share) | step ms | achieved GFLOP/s | '
-        'of peak | forward | backward | optimizer | host data (not overlapped: prefetched) |')
+        'of peak | forward | backward | optimizer | host data (prefetched: overlaps the step in training) |')
   print('|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     ph = r['phases']
