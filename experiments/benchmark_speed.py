@@ -359,13 +359,15 @@ def bench_multi_task(algorithms, *, hidden: int, batch_size: int, size: int, num
       return float(loss)
     return step
 
+  # One method per algorithm (its own configuration), used alone and inside the shared network.
+  tasks = [Baseline(TrainConfig(algorithm=a, hidden=hidden, batch_size=batch_size,
+                                processor=processor, train_sizes=(size,)).validate(), spec)
+           for a, spec in zip(algorithms, specs)]
   rows, singles = [], []
-  for a, spec, bs, pl in zip(algorithms, specs, batches, placed):
-    single_config = TrainConfig(algorithm=a, hidden=hidden, batch_size=batch_size,
-                                processor=processor, train_sizes=(size,)).validate()
-    net = T.build_network(single_config, spec, bs[0])
-    params = jax.device_get(Baseline(single_config, spec).init(net, key, bs[0]))
-    update = T.make_update(Baseline(single_config, spec).loss_fn(net), optimizer, placement)
+  for a, task, bs, pl in zip(algorithms, tasks, batches, placed):
+    net = T.build_network(task.config, task.spec, bs[0])
+    params = jax.device_get(task.init(net, key, bs[0]))
+    update = T.make_update(task.loss_fn(net), optimizer, placement)
     singles.append(stepper(update, placement.replicate([params, optimizer.init(params)])))
     rows.append({'algorithm': a, 'T': bs[0].num_steps, 'hidden': hidden, 'batch': batch_size,
                  'n': size, 'device_kind': jax.devices()[0].device_kind,
@@ -374,11 +376,9 @@ def bench_multi_task(algorithms, *, hidden: int, batch_size: int, size: int, num
   params = jax.device_get(T.init_network(net, key, [bs[0] for bs in batches]))
   state = placement.replicate([params, optimizer.init(params)])
   multi = []
-  for i, (a, spec) in enumerate(zip(algorithms, specs)):
-    task_config = TrainConfig(algorithm=a, hidden=hidden, batch_size=batch_size,
-                              processor=processor, train_sizes=(size,)).validate()
-    update = T.make_update(Baseline(task_config, spec).loss_fn(bind_algorithm(net, i)),
-                           optimizer, placement, algorithm_index=i)
+  for i, task in enumerate(tasks):
+    update = T.make_update(task.loss_fn(bind_algorithm(net, i)), optimizer, placement,
+                           algorithm_index=i)
     multi.append(stepper(update, state))
   for i, row in enumerate(rows):
     row['multi_task_s'] = _time(multi[i], placed[i], repeats)
