@@ -65,3 +65,56 @@ def test_step_on_several_devices_equals_one_device(ndev):
                         cwd=os.path.dirname(os.path.dirname(__file__)))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'OK {ndev}' in proc.stdout
+
+
+MULTI_TASK_SCRIPT = textwrap.dedent('''
+    import jax, numpy as np, optax
+    import nar.clrs_import
+    from nar import train as T
+    from nar.config import TrainConfig
+    cfg = TrainConfig(algorithm='insertion_sort,bfs', method='hint_relic', hidden=8,
+                      batch_size=4, train_sizes=(5,), relic_critic_hidden=8,
+                      relic_pairs=1).validate()
+    model = T.build_run_model(cfg)
+    # Plain SGD with rate 1: the updated parameters are params - gradient (Adam's
+    # first step would magnify round-off in near-zero gradients).
+    opt = optax.sgd(1.0)
+    params = jax.device_get(model.init_params(jax.random.PRNGKey(0)))
+    rng = jax.random.PRNGKey(3)
+    for i, (task, net) in enumerate(zip(model.tasks, model.nets)):
+      item = task.batch(0)
+      results = []
+      for k in (1, NDEV):
+        pl = T.Placement.create(cfg.batch_size, jax.devices()[:k])
+        upd = T.make_update(task.loss_fn(net), opt, pl, algorithm_index=i)
+        new, _, loss, _, _ = upd(pl.replicate(params), pl.replicate(opt.init(params)), rng,
+                                 *task.place(item, pl))
+        new = jax.device_get(new)
+        # The other algorithm's encoders and decoders stay put on every placement.
+        for m in T.other_algorithms_modules(params, i):
+          for w in params[m]:
+            np.testing.assert_array_equal(new[m][w], params[m][w], err_msg=m)
+        results.append((float(loss), new))
+      (l1, p1), (l2, p2) = results
+      assert abs(l1 - l2) < 1e-5 * max(1, abs(l1)), (i, l1, l2)
+      moved = 0
+      for m in p1:
+        for w in p1[m]:
+          np.testing.assert_allclose(p1[m][w], p2[m][w], atol=1e-5, rtol=1e-4, err_msg=m)
+          moved += not np.array_equal(p1[m][w], params[m][w])
+      assert moved, i
+    print('OK', len(jax.devices()))
+''')
+
+
+def test_multi_task_hint_relic_step_on_two_devices_equals_one_device():
+  """Each algorithm's training step in a multi-task Hint-ReLIC run (twins,
+  critics, the other algorithm's modules frozen) gives the same loss and the
+  same update sharded over 2 devices as on 1."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             JAX_PLATFORMS='cpu')
+  proc = subprocess.run([sys.executable, '-c', MULTI_TASK_SCRIPT.replace('NDEV', '2')],
+                        capture_output=True, text=True, env=env, timeout=900,
+                        cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'OK 2' in proc.stdout

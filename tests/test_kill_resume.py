@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from nar import checkpoint
 
@@ -19,8 +20,12 @@ ARGS = ['train', '-a', 'bfs', '--steps', '8', '--hidden', '8', '--batch-size', '
         '--set', 'eval_batch_size=4', '--set', 'log_every=1']
 
 
-def _cmd(out, cache):
-  return [sys.executable, '-m', 'nar.cli', *ARGS, '--out', str(out), '--set', f'cache_dir="{cache}"']
+# Multi-task: algorithms interleaved one per step, each with its own stream and step.
+MULTI_TASK_ARGS = ['insertion_sort,bfs' if a == 'bfs' else a for a in ARGS]
+
+
+def _cmd(out, cache, args):
+  return [sys.executable, '-m', 'nar.cli', *args, '--out', str(out), '--set', f'cache_dir="{cache}"']
 
 
 def _params(out):
@@ -38,19 +43,20 @@ def _wait_for_checkpoint(proc, out, timeout=300):
   return False
 
 
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize('args', [ARGS, MULTI_TASK_ARGS], ids=['single_task', 'multi_task'])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, args):
   cache = tmp_path / 'cache'
   env = dict(os.environ, JAX_PLATFORMS='cpu')
-  subprocess.run(_cmd(tmp_path / 'full', cache), check=True, env=env, capture_output=True)
+  subprocess.run(_cmd(tmp_path / 'full', cache, args), check=True, env=env, capture_output=True)
   # Killed at a random moment after its first checkpoint.
-  proc = subprocess.Popen(_cmd(tmp_path / 'killed', cache), env=env,
+  proc = subprocess.Popen(_cmd(tmp_path / 'killed', cache, args), env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   assert _wait_for_checkpoint(proc, tmp_path / 'killed')
   time.sleep(random.uniform(0.0, 1.0))
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   # SIGTERM during the resumed run saves a checkpoint and exits with a message.
-  proc = subprocess.Popen(_cmd(tmp_path / 'killed', cache), env=env, stdout=subprocess.PIPE,
+  proc = subprocess.Popen(_cmd(tmp_path / 'killed', cache, args), env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   time.sleep(random.uniform(0.0, 2.0))
   proc.send_signal(signal.SIGTERM)
@@ -59,13 +65,14 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
   assert proc.returncode in (0, 2, -signal.SIGTERM), err[-2000:]
   if proc.returncode == 2:
     assert 'stopped by SIGTERM' in err and 'checkpoint saved' in err
-  subprocess.run(_cmd(tmp_path / 'killed', cache), check=True, env=env, capture_output=True)
+  subprocess.run(_cmd(tmp_path / 'killed', cache, args), check=True, env=env, capture_output=True)
   a, b = _params(tmp_path / 'full'), _params(tmp_path / 'killed')
   for k in a:
     np.testing.assert_array_equal(a[k], b[k])
   ra = json.load(open(tmp_path / 'full' / 'results.json'))
   rb = json.load(open(tmp_path / 'killed' / 'results.json'))
   assert ra['test'] == rb['test'] and ra['best_val'] == rb['best_val']
+  assert ra.get('per_algorithm') == rb.get('per_algorithm')
   ma = [json.loads(x) for x in open(tmp_path / 'full' / 'metrics.jsonl')]
   mb = [json.loads(x) for x in open(tmp_path / 'killed' / 'metrics.jsonl')]
   assert ma == mb

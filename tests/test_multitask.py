@@ -100,7 +100,9 @@ def test_multi_task_hint_relic_regularises_the_algorithms_with_a_rule(tmp_path):
   from tests.test_train import tiny
   config = tiny(tmp_path / 'run', tmp_path / 'cache', algorithm='insertion_sort,segments_intersect',
                 method='hint_relic', steps=2, eval_every=2, train_sizes=(5,),
-                relic_critic_hidden=8)
+                relic_critic_hidden=8, relic_pairs=1,
+                # One evaluation shape per algorithm: compilation is most of the time.
+                val_size=8, test_size=8, eval_batch_size=8)
   model = build_run_model(config)
   assert [type(t) for t in model.tasks] == [HintReLIC, Baseline]
   results = train(config, progress=False)
