@@ -20,6 +20,7 @@ import json
 import math
 import os
 import sys
+import time
 from typing import Any, Mapping, Optional
 
 from nar import registry
@@ -208,12 +209,50 @@ def finished_steps(out: str) -> int:
     raise ConfigError(f'{out}/results.json is unreadable ({e}); move it away to re-run') from e
 
 
+class _TeeToLog:
+  """A text stream that also appends to a run's train.log: a progress bar's
+  in-place refreshes (carriage returns) go to the log at most every 30 s, as the
+  bar itself refreshes when its output is a file."""
+  LOG_EVERY_S = 30.0
+
+  def __init__(self, stream, log):
+    self.stream, self.log, self._last_refresh = stream, log, -self.LOG_EVERY_S
+
+  def write(self, text: str) -> int:
+    self.stream.write(text)
+    if '\r' in text and '\n' not in text:
+      now = time.monotonic()
+      if now - self._last_refresh < self.LOG_EVERY_S:
+        return len(text)
+      self._last_refresh = now
+      text = text.strip('\r') + '\n'
+    self.log.write(text)
+    self.log.flush()
+    return len(text)
+
+  def flush(self) -> None:
+    self.stream.flush()
+    self.log.flush()
+
+  def isatty(self) -> bool:
+    return self.stream.isatty()
+
+  def __getattr__(self, name):
+    return getattr(self.stream, name)
+
+
 def _run_in_process(config: TrainConfig, progress: bool):
+  """One run in this process, its output also appended to <run dir>/train.log."""
+  import contextlib
   from nar.train import RunInUseError, train
-  try:
-    return config.out, f"done, OOD {train(config, progress=progress)['test_score']:.4f}"
-  except RunInUseError:     # another sweep into the same directory runs it now
-    return config.out, 'skipped (in use by another process)'
+  os.makedirs(config.out, exist_ok=True)
+  with open(os.path.join(config.out, 'train.log'), 'a') as log, \
+       contextlib.redirect_stdout(_TeeToLog(sys.stdout, log)), \
+       contextlib.redirect_stderr(_TeeToLog(sys.stderr, log)):
+    try:
+      return config.out, f"done, OOD {train(config, progress=progress)['test_score']:.4f}"
+    except RunInUseError:     # another sweep into the same directory runs it now
+      return config.out, 'skipped (in use by another process)'
 
 
 def _run_in_subprocess(config: TrainConfig):

@@ -33,6 +33,21 @@ def test_sweep_skips_finished_runs_and_reports(tmp_path):
   assert '| bfs |' in text and '(2)' in text and '99.73' in text
   assert os.path.exists(os.path.join(out, 'ood_scores.png'))
   assert os.path.exists(os.path.join(out, 'validation_curves.png'))
+  # A run of a sweep in this process keeps its log beside it too.
+  assert os.path.exists(os.path.join(killed, 'train.log'))
+
+
+def test_in_process_run_output_is_kept_in_its_log_with_progress_refreshes_thinned():
+  import io
+  screen, log = io.StringIO(), io.StringIO()
+  tee = sw._TeeToLog(screen, log)
+  tee.write('[nar] bfs: baseline\n')
+  for k in range(5):                # a progress bar refreshing in place
+    tee.write(f'\rbfs: {k}/5')
+  tee.write('\n[nar] bfs baseline: OOD 0.9\n')
+  assert screen.getvalue().count('\r') == 5
+  assert log.getvalue() == '[nar] bfs: baseline\nbfs: 0/5\n\n[nar] bfs baseline: OOD 0.9\n'
+  assert not tee.isatty()
 
 
 def test_incomplete_grid_is_reported_as_such(tmp_path):
