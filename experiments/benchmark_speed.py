@@ -69,41 +69,48 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
          'T': t_max, 'processor': processor, 'devices': n_dev,
          'device_kind': jax.devices()[0].device_kind, 'precision': precision,
          'relic_pairs': config.relic_pairs}
+  ours_s = _time_our_step(spec, config, batches, repeats)
+  row.update({'ours_samples_per_s': batch_size / ours_s,
+              'ours_per_device_samples_per_s': batch_size / ours_s / n_dev})
   if reference:
-    row.update(_bench_reference(spec, config, batches, repeats))
+    ref_s = _time_reference_step(spec, config, batches, repeats)
+    row.update({'dm_clrs_samples_per_s': batch_size / ref_s, 'speedup': ref_s / ours_s})
   if with_relic:
     row.update(_bench_relic(algorithm, config, spec, sample_sets, repeats))
   return row
 
 
-def _bench_reference(spec, config, batches, repeats) -> dict:
-  """dm-clrs's BaselineModel and our baseline step on identical batches."""
+def _time_reference_step(spec, config, batches, repeats) -> float:
+  """Seconds per training step of dm-clrs's BaselineModel on `batches`."""
   import jax
   import clrs
   from clrs._src import baselines
-  from nar import methods
-  from nar import train as T
-  hidden, batch_size, processor = config.hidden, config.batch_size, config.processor
-  # dm-clrs reference.
   feedbacks = [_feedback(b, spec) for b in batches]
-  factory = clrs.get_processor_factory(processor, use_ln=True, nb_triplet_fts=8)
+  factory = clrs.get_processor_factory(config.processor, use_ln=True, nb_triplet_fts=8)
   ref = baselines.BaselineModel(
-      spec, feedbacks[0], factory, hidden_dim=hidden, encode_hints=True, decode_hints=True,
-      encoder_init='xavier_on_scalars', learning_rate=1e-3, grad_clip_max_norm=1.0,
-      hint_repred_mode='soft', hint_teacher_forcing=0.0, use_lstm=False, dropout_prob=0.0)
+      spec, feedbacks[0], factory, hidden_dim=config.hidden, encode_hints=True,
+      decode_hints=True, encoder_init='xavier_on_scalars', learning_rate=1e-3,
+      grad_clip_max_norm=1.0, hint_repred_mode='soft', hint_teacher_forcing=0.0,
+      use_lstm=False, dropout_prob=0.0)
   ref.init(feedbacks[0].features, 42)
   key = jax.random.PRNGKey(0)
 
   def ref_step(fb):
     return float(ref.feedback(key, fb))
-  ref_s = _time(ref_step, feedbacks, repeats)
+  return _time(ref_step, feedbacks, repeats)
 
-  # Ours.
+
+def _time_our_step(spec, config, batches, repeats) -> float:
+  """Seconds per training step of our baseline on the same `batches`."""
+  import jax
+  from nar import methods
+  from nar import train as T
   method = methods.get(config, spec)
   net = T.build_network(config, spec, batches[0])
   optimizer = T.make_optimizer(config)
+  key = jax.random.PRNGKey(0)
   params = method.init(net, key, batches[0])
-  placement = T.Placement.create(batch_size)
+  placement = T.Placement.create(config.batch_size)
   # Placed as the step returns them: otherwise the second call compiles again.
   state = placement.replicate([params, optimizer.init(params)])
   update = T.make_update(method.loss_fn(net), optimizer, placement)
@@ -112,11 +119,7 @@ def _bench_reference(spec, config, batches, repeats) -> dict:
   def our_step(b):
     state[0], state[1], loss, _, _ = update(state[0], state[1], key, b)
     return float(loss)
-  ours_s = _time(our_step, placed, repeats)
-  n_dev = len(jax.devices())
-  return {'dm_clrs_samples_per_s': batch_size / ref_s, 'ours_samples_per_s': batch_size / ours_s,
-          'ours_per_device_samples_per_s': batch_size / ours_s / n_dev,
-          'speedup': ref_s / ours_s}
+  return _time(our_step, placed, repeats)
 
 
 def _relic_update(cfg, spec, sample_sets, placement):
@@ -468,8 +471,7 @@ def main(argv=None) -> int:
                           precision=args.precision)
     rows.append(row)
     print(json.dumps(row), flush=True)
-  if not args.no_reference:
-    _print_reference(rows)
+  _print_reference(rows)
   if args.relic:
     _print_relic(rows)
   _save(args.out, rows)
@@ -489,9 +491,12 @@ def _print_reference(rows) -> None:
         'ours per device | speed-up |')
   print('|---|---|---|---|---|---|---|')
   for r in rows:
-    print(f"| {r['algorithm']} | {r['T']} | {r['devices']} | {r['dm_clrs_samples_per_s']:.1f} | "
+    ref = (f"{r['dm_clrs_samples_per_s']:.1f}" if 'dm_clrs_samples_per_s' in r
+           else 'not measured (--no-reference)')
+    speedup = f"{r['speedup']:.2f}x" if 'speedup' in r else ''
+    print(f"| {r['algorithm']} | {r['T']} | {r['devices']} | {ref} | "
           f"{r['ours_samples_per_s']:.1f} | {r['ours_per_device_samples_per_s']:.1f} | "
-          f"{r['speedup']:.2f}x |")
+          f"{speedup} |")
 
 
 def _print_multi_task(rows) -> None:
