@@ -43,15 +43,16 @@ SCRIPT = textwrap.dedent('''
       raise SystemExit('no error for an indivisible batch')
     except ConfigError as e:
       assert 'does not divide' in str(e)
-    # End to end on all devices: trains, validates, tests.
-    import tempfile
-    from nar.train import train
-    with tempfile.TemporaryDirectory() as d:
-      res = train(TrainConfig(algorithm='bfs', hidden=8, batch_size=4, steps=2, eval_every=1,
-                              train_sizes=(4,), val_samples=4, test_samples=4, test_size=6,
-                              eval_batch_size=4, out=d + '/run', cache_dir=d + '/c').validate(),
-                  progress=False)
-      assert 0.0 <= res['test_score'] <= 1.0 and len(res['versions']['devices']) == NDEV
+    # End to end on all devices (checked once, on 2): trains, validates, tests.
+    if NDEV == 2:
+      import tempfile
+      from nar.train import train
+      with tempfile.TemporaryDirectory() as d:
+        res = train(TrainConfig(algorithm='bfs', hidden=8, batch_size=4, steps=2, eval_every=1,
+                                train_sizes=(4,), val_samples=4, test_samples=4, test_size=6,
+                                eval_batch_size=4, out=d + '/run', cache_dir=d + '/c').validate(),
+                    progress=False)
+        assert 0.0 <= res['test_score'] <= 1.0 and len(res['versions']['devices']) == NDEV
     print('OK', len(jax.devices()))
 ''')
 
