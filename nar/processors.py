@@ -94,14 +94,46 @@ def _contract(x: jax.Array, w: jax.Array) -> jax.Array:
   return matmul(x, w)
 
 
+# The [A, N, N, F] sums of one sample that `max_plus` reduces at once (16 MiB of
+# float32). XLA:CPU materialises the whole broadcast sum while reducing it: at
+# n = 512 that is 4.3 GB a sample; past this many it runs over blocks of `a`.
+MAX_PLUS_BLOCK_ELEMENTS = 1 << 22
+
+
 @jax.custom_vjp
 def max_plus(u: jax.Array, v: jax.Array) -> jax.Array:
   """out[b, i, j] = max_a u[b, a, i] + v[b, a, j] (trailing feature axis kept).
 
   u, v: `[B, A, N, F]` -> `[B, N, N, F]`. Its gradient keeps only the argmax
   (int8, `[B, N, N, F]`) instead of the `[B, A, N, N, F]` comparison mask that
-  autodiff of `jnp.max` stores: 4x faster inside the training scan."""
-  return jnp.max(u[:, :, :, None, :] + v[:, :, None, :, :], axis=1)
+  autodiff of `jnp.max` stores: 4x faster inside the training scan. Large
+  problems (evaluation at n >= 128) reduce over blocks of `a` with a running
+  maximum: the same values (a maximum is exact), a bounded memory."""
+  _, num_a, n, f = u.shape
+  block = max(1, MAX_PLUS_BLOCK_ELEMENTS // (n * v.shape[2] * f))
+  if block >= num_a:
+    return jnp.max(u[:, :, :, None, :] + v[:, :, None, :, :], axis=1)
+  return _max_plus_blocks(u, v, block)
+
+
+def _max_plus_blocks(u: jax.Array, v: jax.Array, block: int) -> jax.Array:
+  """`max_plus` as a scan over blocks of `block` values of `a`."""
+  b, num_a, n, f = u.shape
+  pad = (-num_a) % block
+  if pad:     # -inf + anything = -inf: a padded `a` never wins the maximum
+    widths = ((0, 0), (0, pad), (0, 0), (0, 0))
+    u = jnp.pad(u, widths, constant_values=-jnp.inf)
+    v = jnp.pad(v, widths, constant_values=-jnp.inf)
+
+  def blocks(x):     # [B, A, N, F] -> [A / block, B, block, N, F]
+    return jnp.swapaxes(x.reshape(b, -1, block, x.shape[2], f), 0, 1)
+
+  def step(best, uv):
+    ub, vb = uv
+    return jnp.maximum(best, jnp.max(ub[:, :, :, None, :] + vb[:, :, None, :, :], axis=1)), None
+  init = jnp.full((b, n, v.shape[2], f), -jnp.inf, jnp.result_type(u, v))
+  out, _ = jax.lax.scan(step, init, (blocks(u), blocks(v)))
+  return out
 
 
 def _max_plus_fwd(u, v):

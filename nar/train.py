@@ -44,6 +44,7 @@ from nar.evaluation import ScoreAccumulator, hard_outputs
 from nar.evaluations import record_evaluations
 from nar.methods import check_runnable, task_configs
 from nar.model import bind_algorithm, make_net, nb_dims_of, net_config_of
+from nar.processors import MAX_PLUS_BLOCK_ELEMENTS
 from nar.sample import processed_spec
 
 
@@ -213,13 +214,14 @@ def make_predict(net: hk.Transformed, spec: dict, placement: Optional[Placement]
   return jax.jit(predict, **out)
 
 
-# Peak memory of evaluating one sample, fitted to peak RSS on CPU (bfs, hidden 64,
-# `nar evaluate`, batch sizes 4-32): 37 MB a sample at n = 128, 206 MB at 256,
-# 1.35 GB at 512. An [N, N, H] part (messages, edge latents, gates) and an N^3 part
-# (what XLA keeps of the triplet reductions) fit all three within 5%:
-# 20 N^2 H + 7.6 N^3 bytes; both rounded up here.
-EVAL_BYTES_PER_PAIR_UNIT = 24
-EVAL_BYTES_PER_TRIPLE = 8
+# Peak memory of evaluating one sample: XLA's buffer plan for the predict
+# (`compile().memory_analysis()`, bfs, hidden 64) is 40 N^2 H bytes a sample at
+# n = 128, 256 and 512 (42 MB, 168 MB, 671 MB), and peak RSS follows it (0.66 GB a
+# sample at n = 512) now that the triplet maximum runs over blocks of nodes
+# (`processors.max_plus`: at most MAX_PLUS_BLOCK_ELEMENTS floats at once). 20%
+# margin on the pair part.
+EVAL_BYTES_PER_PAIR_UNIT = 48
+TRIPLET_FEATURES = 8
 # The share of the free memory an evaluation batch may take (the rest: the split
 # itself, the parameters, a training run's own state, other processes).
 EVAL_MEMORY_SHARE = 0.5
@@ -227,8 +229,8 @@ EVAL_MEMORY_SHARE = 0.5
 
 def evaluation_bytes_per_sample(num_nodes: int, hidden: int) -> int:
   """Estimated peak memory of evaluating one problem of `num_nodes` nodes."""
-  return (EVAL_BYTES_PER_PAIR_UNIT * num_nodes ** 2 * hidden
-          + EVAL_BYTES_PER_TRIPLE * num_nodes ** 3)
+  triples = min(num_nodes ** 3 * TRIPLET_FEATURES, MAX_PLUS_BLOCK_ELEMENTS)
+  return EVAL_BYTES_PER_PAIR_UNIT * num_nodes ** 2 * hidden + 4 * triples
 
 
 def free_memory_bytes(device=None) -> Optional[int]:

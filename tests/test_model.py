@@ -113,6 +113,29 @@ def test_max_plus_matches_autodiff():
     np.testing.assert_allclose(x, y, atol=1e-6)
 
 
+@pytest.mark.parametrize('block', [1, 2, 3, 7])
+def test_max_plus_over_blocks_of_a_gives_the_same_values(block):
+  """Large problems reduce over blocks of the first node (1, 2, 3 or all 7 at a
+  time; a last block padded): exactly the values of the one-shot maximum,
+  masked senders (-BIG) included."""
+  from nar import processors
+  k1, k2 = jax.random.split(jax.random.PRNGKey(1))
+  u = jax.random.normal(k1, (2, 7, 7, 3)).at[:, 5:].add(-processors.BIG)
+  v = jax.random.normal(k2, (2, 7, 7, 3))
+  whole = jnp.max(u[:, :, :, None] + v[:, :, None], axis=1)
+  np.testing.assert_array_equal(jax.jit(processors._max_plus_blocks, static_argnums=2)(u, v, block),
+                                whole)
+
+
+def test_max_plus_reduces_over_blocks_only_past_the_block_size():
+  """Up to n = 64 (training and the standard test) one reduction, as before;
+  at n = 128 blocks of 32 nodes (the evaluation of larger problems)."""
+  small = jax.ShapeDtypeStruct((2, 64, 64, 8), jnp.float32)
+  large = jax.ShapeDtypeStruct((1, 128, 128, 8), jnp.float32)
+  assert 'scan' not in str(jax.make_jaxpr(max_plus)(small, small))
+  assert 'scan' in str(jax.make_jaxpr(max_plus)(large, large))
+
+
 def test_representations_have_documented_shapes():
   batch, spec = make_batch('insertion_sort', 5, 2)
   net = _net(spec, batch)
