@@ -220,13 +220,14 @@ class _TeeToLog:
 
   def write(self, text: str) -> int:
     self.stream.write(text)
+    logged = text
     if '\r' in text and '\n' not in text:
       now = time.monotonic()
       if now - self._last_refresh < self.LOG_EVERY_S:
         return len(text)
       self._last_refresh = now
-      text = text.strip('\r') + '\n'
-    self.log.write(text)
+      logged = text.strip('\r') + '\n'
+    self.log.write(logged)
     self.log.flush()
     return len(text)
 

@@ -112,8 +112,12 @@ def max_plus(u: jax.Array, v: jax.Array) -> jax.Array:
   _, num_a, n, f = u.shape
   block = max(1, MAX_PLUS_BLOCK_ELEMENTS // (n * v.shape[2] * f))
   if block >= num_a:
-    return jnp.max(u[:, :, :, None, :] + v[:, :, None, :, :], axis=1)
+    return _max_of_sums(u, v)
   return _max_plus_blocks(u, v, block)
+
+
+def _max_of_sums(u: jax.Array, v: jax.Array) -> jax.Array:
+  return jnp.max(u[:, :, :, None, :] + v[:, :, None, :, :], axis=1)
 
 
 def _max_plus_blocks(u: jax.Array, v: jax.Array, block: int) -> jax.Array:
@@ -130,7 +134,7 @@ def _max_plus_blocks(u: jax.Array, v: jax.Array, block: int) -> jax.Array:
 
   def step(best, uv):
     ub, vb = uv
-    return jnp.maximum(best, jnp.max(ub[:, :, :, None, :] + vb[:, :, None, :, :], axis=1)), None
+    return jnp.maximum(best, _max_of_sums(ub, vb)), None
   init = jnp.full((b, n, v.shape[2], f), -jnp.inf, jnp.result_type(u, v))
   out, _ = jax.lax.scan(step, init, (blocks(u), blocks(v)))
   return out

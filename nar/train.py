@@ -44,7 +44,7 @@ from nar.evaluation import ScoreAccumulator, hard_outputs
 from nar.evaluations import record_evaluations
 from nar.methods import check_runnable, task_configs
 from nar.model import bind_algorithm, make_net, nb_dims_of, net_config_of
-from nar.processors import MAX_PLUS_BLOCK_ELEMENTS
+from nar.processors import MAX_PLUS_BLOCK_ELEMENTS, ProcessorConfig
 from nar.sample import processed_spec
 
 
@@ -221,7 +221,6 @@ def make_predict(net: hk.Transformed, spec: dict, placement: Optional[Placement]
 # (`processors.max_plus`: at most MAX_PLUS_BLOCK_ELEMENTS floats at once). 20%
 # margin on the pair part.
 EVAL_BYTES_PER_PAIR_UNIT = 48
-TRIPLET_FEATURES = 8
 # The share of the free memory an evaluation batch may take (the rest: the split
 # itself, the parameters, a training run's own state, other processes).
 EVAL_MEMORY_SHARE = 0.5
@@ -229,7 +228,7 @@ EVAL_MEMORY_SHARE = 0.5
 
 def evaluation_bytes_per_sample(num_nodes: int, hidden: int) -> int:
   """Estimated peak memory of evaluating one problem of `num_nodes` nodes."""
-  triples = min(num_nodes ** 3 * TRIPLET_FEATURES, MAX_PLUS_BLOCK_ELEMENTS)
+  triples = min(num_nodes ** 3 * ProcessorConfig.nb_triplet_fts, MAX_PLUS_BLOCK_ELEMENTS)
   return EVAL_BYTES_PER_PAIR_UNIT * num_nodes ** 2 * hidden + 4 * triples
 
 

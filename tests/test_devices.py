@@ -57,15 +57,20 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize('ndev', [2, 4])
-def test_step_on_several_devices_equals_one_device(ndev):
+def _run_on_devices(script: str, ndev: int) -> None:
+  """`script` (NDEV replaced) in a fresh Python with `ndev` host devices; it prints 'OK ndev'."""
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={ndev}',
              JAX_PLATFORMS='cpu')
-  proc = subprocess.run([sys.executable, '-c', SCRIPT.replace('NDEV', str(ndev))],
-                        capture_output=True, text=True, env=env, timeout=600,
+  proc = subprocess.run([sys.executable, '-c', script.replace('NDEV', str(ndev))],
+                        capture_output=True, text=True, env=env, timeout=900,
                         cwd=os.path.dirname(os.path.dirname(__file__)))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'OK {ndev}' in proc.stdout
+
+
+@pytest.mark.parametrize('ndev', [2, 4])
+def test_step_on_several_devices_equals_one_device(ndev):
+  _run_on_devices(SCRIPT, ndev)
 
 
 MULTI_TASK_SCRIPT = textwrap.dedent('''
@@ -112,10 +117,4 @@ def test_multi_task_hint_relic_step_on_two_devices_equals_one_device():
   """Each algorithm's training step in a multi-task Hint-ReLIC run (twins,
   critics, the other algorithm's modules frozen) gives the same loss and the
   same update sharded over 2 devices as on 1."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
-             JAX_PLATFORMS='cpu')
-  proc = subprocess.run([sys.executable, '-c', MULTI_TASK_SCRIPT.replace('NDEV', '2')],
-                        capture_output=True, text=True, env=env, timeout=900,
-                        cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert 'OK 2' in proc.stdout
+  _run_on_devices(MULTI_TASK_SCRIPT, 2)
