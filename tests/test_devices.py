@@ -59,7 +59,8 @@ SCRIPT = textwrap.dedent('''
 
 def _run_on_devices(script: str, ndev: int) -> None:
   """`script` (NDEV replaced) in a fresh Python with `ndev` host devices; it prints 'OK ndev'."""
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={ndev}',
+  env = dict(os.environ, XLA_FLAGS=os.environ.get('XLA_FLAGS', '') +
+             f' --xla_force_host_platform_device_count={ndev}',
              JAX_PLATFORMS='cpu')
   proc = subprocess.run([sys.executable, '-c', script.replace('NDEV', str(ndev))],
                         capture_output=True, text=True, env=env, timeout=900,

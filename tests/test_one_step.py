@@ -166,16 +166,18 @@ def test_gradients_reach_the_processor_from_the_twin_side():
                   is_training=True, return_latents=True)
   latents = jax.lax.stop_gradient(out.latents)     # only the twin's own step remains
 
-  def twin_side(p):
+  # Gradients are jitted as the trainer's are: one compile, not one per eager operation.
+  def twin_side(p, bx, latents, steps, pairs):
     reps = one_step_reps(step, spec, p, None, bx, latents, steps, pairs, 1)
     return jnp.sum(reps.node_y ** 2) + sum(jnp.sum(v ** 2) for v in reps.pair_y.values())
   net_params = {k: v for k, v in params.items() if not k.startswith('relic_critic')}
-  grads = jax.grad(twin_side)(net_params)
+  grads = jax.jit(jax.grad(twin_side))(net_params, bx, latents, steps, pairs)
   proc = [v for k, v in grads.items() if 'processor' in k]
   assert proc and any(float(jnp.abs(x).sum()) > 0 for g in proc for x in g.values())
   # and the full loss's contrast reaches the processor too
   loss_fn = method.loss_fn(net)
-  g = jax.grad(lambda p: loss_fn(p, None, bx, steps, pairs)[1]['relic_contrast'])(params)
+  g = jax.jit(jax.grad(lambda p, bx, steps, pairs: loss_fn(p, None, bx, steps, pairs)[1][
+      'relic_contrast']))(params, bx, steps, pairs)
   assert any(float(jnp.abs(x).sum()) > 0 for k, v in g.items() if 'processor' in k
              for x in v.values())
 
