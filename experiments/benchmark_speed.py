@@ -47,7 +47,7 @@ def _time(fn, batches, repeats: int) -> float:
 def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, num_batches: int,
                     repeats: int, processor: str, with_relic: bool,
                     reference: bool = True, relic_pairs: Optional[int] = None,
-                    precision: str = 'float32') -> dict:
+                    precision: str = 'float32', remat: str = 'full') -> dict:
   import jax
   from nar.batching import pad_samples
   from nar.config import TrainConfig
@@ -57,7 +57,7 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
   spec = processed_spec(algorithm)
   config = TrainConfig(algorithm=algorithm, hidden=hidden, batch_size=batch_size,
                        processor=processor, train_sizes=(size,), precision=precision,
-                       **({'relic_pairs': relic_pairs} if relic_pairs else {})).validate()
+                       remat=remat, **({'relic_pairs': relic_pairs} if relic_pairs else {})).validate()
   # Identical batches for both: fixed n, time padded to the longest of them all.
   sample_sets = [make_train_samples(algorithm, 0, k, batch_size, (size,))
                  for k in range(num_batches)]
@@ -68,7 +68,7 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
   row = {'algorithm': algorithm, 'hidden': hidden, 'batch': batch_size, 'n': size,
          'T': t_max, 'processor': processor, 'devices': n_dev,
          'device_kind': jax.devices()[0].device_kind, 'precision': precision,
-         'relic_pairs': config.relic_pairs}
+         'remat': remat, 'relic_pairs': config.relic_pairs}
   if reference or not with_relic:    # --relic times our baseline step itself
     ours_s = _time_our_step(spec, config, batches, repeats)
     row.update({'ours_samples_per_s': batch_size / ours_s,
@@ -207,7 +207,7 @@ def peak_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
 
 def bench_roofline(algorithm: str, *, hidden: int, batch_size: int, size: int,
                    num_batches: int, repeats: int, processor: str,
-                   peak: Optional[float] = None) -> dict:
+                   peak: Optional[float] = None, remat: str = 'full') -> dict:
   """Where a baseline training step's time goes: FLOPs counted from the jaxpr
   (`experiments.flops`, scan bodies times their length) for the forward pass,
   forward + backward and the whole update; the time of each (jitted alone, same
@@ -222,7 +222,7 @@ def bench_roofline(algorithm: str, *, hidden: int, batch_size: int, size: int,
 
   spec = processed_spec(algorithm)
   config = TrainConfig(algorithm=algorithm, hidden=hidden, batch_size=batch_size,
-                       processor=processor, train_sizes=(size,)).validate()
+                       processor=processor, train_sizes=(size,), remat=remat).validate()
   method = Baseline(config, spec)
   batches = [method.batch(k) for k in range(num_batches)]
   t0 = time.perf_counter()
@@ -258,7 +258,7 @@ def bench_roofline(algorithm: str, *, hidden: int, batch_size: int, size: int,
             'host data': (host_s, 0.0)}
   return {'algorithm': algorithm, 'T': batches[0].num_steps, 'hidden': hidden,
           'batch': batch_size, 'n': size, 'device_kind': jax.devices()[0].device_kind,
-          'peak_flops_per_s': peak, 'step_flops': count_update.total,
+          'remat': remat, 'peak_flops_per_s': peak, 'step_flops': count_update.total,
           'step_matmul_flops': count_update.matmul, 'step_s': update_s,
           'achieved_flops_per_s': count_update.total / update_s,
           'fraction_of_peak': count_update.total / update_s / peak,
@@ -418,6 +418,9 @@ def main(argv=None) -> int:
                  help='force N host (CPU) devices (sets XLA_FLAGS before JAX starts)')
   p.add_argument('--precision', default='float32', choices=['float32', 'bfloat16'],
                  help="our trainer's compute precision (dm-clrs's reference is float32 only)")
+  p.add_argument('--remat', default='full', choices=['full', 'none'],
+                 help="our step's backward of the time loop: recompute each step ('full', the "
+                      "training default) or store its activations ('none')")
   p.add_argument('--roofline', action='store_true',
                  help='instead: FLOPs of a baseline step (counted from the jaxpr), its time per '
                       'phase and the fraction of the measured matmul peak')
@@ -437,7 +440,8 @@ def main(argv=None) -> int:
     peak = peak_flops_per_s()
     rows = [bench_roofline(a, hidden=args.hidden, batch_size=args.batch_size, size=args.size,
                            num_batches=args.batches, repeats=args.repeats,
-                           processor=args.processor, peak=peak) for a in args.algorithms]
+                           processor=args.processor, peak=peak, remat=args.remat)
+            for a in args.algorithms]
     _print_roofline(rows)
     _save(args.out, rows)
     return 0
@@ -469,7 +473,7 @@ def main(argv=None) -> int:
                           num_batches=args.batches, repeats=args.repeats,
                           processor=args.processor, with_relic=args.relic,
                           reference=not args.no_reference, relic_pairs=args.relic_pairs,
-                          precision=args.precision)
+                          precision=args.precision, remat=args.remat)
     rows.append(row)
     print(json.dumps(row), flush=True)
   if not (args.relic and args.no_reference):

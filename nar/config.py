@@ -17,9 +17,13 @@ PRECISIONS = ('float32', 'bfloat16')
 # twin's whole trajectory through the network.
 RELIC_TWIN_MODES = ('step', 'rollout')
 
+# The backward pass of the time loop: 'full' recomputes each step's activations
+# from the step's input (jax.checkpoint of the scan body), 'none' stores them.
+REMAT_MODES = ('full', 'none')
+
 # Settings added after runs were saved whose value in those runs was not today's
 # default: an old config.json without the key is read with this value.
-LEGACY_VALUES = {'relic_twin': 'rollout'}
+LEGACY_VALUES = {'relic_twin': 'rollout', 'remat': 'none'}
 
 
 class ConfigError(ValueError):
@@ -207,6 +211,11 @@ class TrainConfig:
   prefetch: int = _count(4, 'training batches prepared ahead of the step')
   precision: str = setting('float32', 'bfloat16: mixed precision (float32 params and losses)',
                            'choice', choices=PRECISIONS)
+  # 'full' measured 1.2-1.5x faster per training step on CPU (docs/speed.md): the
+  # backward re-reading [T, B, N, N, H] stored activations cost more than recomputing them.
+  remat: str = setting('full', "backward of the time loop: 'full' recomputes each step's "
+                       "activations (less memory), 'none' stores them", 'choice',
+                       choices=REMAT_MODES)
   # Hint-ReLIC's settings (docs/method.md), group 'hint_relic': read only by the
   # methods registered as reading that group (nar.registry).
   relic_lambda: float = _relic(0.1, 'weight of contrast + alpha * KL', 'float', low=0)
@@ -290,7 +299,8 @@ def migrate(saved: dict) -> dict:
 
 
 # Settings that may differ between a run and its resumption (the rest must match).
-RESUMABLE_DIFFERENCES = {'steps', 'out', 'cache_dir', 'prefetch', 'log_every'}
+# `remat` changes how the gradient is computed, not what it is.
+RESUMABLE_DIFFERENCES = {'steps', 'out', 'cache_dir', 'prefetch', 'log_every', 'remat'}
 
 
 def setting_group(key: str) -> Optional[str]:

@@ -71,6 +71,9 @@ class NetConfig:
   # 'bfloat16': mixed precision. Parameters stay float32 (cast when read), the
   # network computes in bfloat16, outputs (and so the losses) are float32.
   compute_dtype: str = 'float32'
+  # 'full': the backward pass recomputes each time step's activations instead of
+  # storing them for all T steps (nar.config.REMAT_MODES).
+  remat: str = 'full'
 
 
 def log_sinkhorn(x: jax.Array, steps: int, temperature: float, node_mask: jax.Array,
@@ -449,6 +452,9 @@ class Net(hk.Module):
       nxt, soft, new_snap, ys = outputs_of(hidden, cur)
       return (nxt, soft, select(out_step == i, new_snap, snap)), ys
 
+    if self.config.remat == 'full':
+      # prevent_cse=False: inside a scan the recomputation cannot be merged away anyway.
+      body = jax.checkpoint(body, prevent_cse=False)
     (hidden, cur, snap), ys = jax.lax.scan(body, (hidden0, truth0, snap0), jnp.arange(nb_steps))
     hint_logits, node_reps, pair_reps, latents = ys
 
@@ -544,7 +550,7 @@ def _with_precision(config: NetConfig, run):
 def net_config_of(config) -> NetConfig:
   """The network settings of a `nar.config.TrainConfig`."""
   return NetConfig(processor=ProcessorConfig(kind=config.processor, hidden=config.hidden),
-                   compute_dtype=config.precision)
+                   compute_dtype=config.precision, remat=config.remat)
 
 
 def make_net(spec, nb_dims, config: NetConfig) -> hk.Transformed:

@@ -87,6 +87,19 @@ def test_run_saved_before_a_setting_existed_resumes():
                                              precision='bfloat16').validate())
 
 
+def test_runs_saved_before_remat_read_as_stored_activations_and_resume_with_either():
+  """Runs saved before `remat` existed stored every step's activations: they read
+  as 'none' (`nar run` repeats them as they ran); a resume may switch, since
+  the gradient is the same (tests/test_model.py)."""
+  from nar.config import TrainConfig, config_conflicts
+  old = TrainConfig(algorithm='bfs', hidden=8).to_json()
+  del old['remat']
+  assert TrainConfig.from_json(old).remat == 'none'
+  assert TrainConfig(algorithm='bfs').remat == 'full'
+  for remat in ('none', 'full'):
+    assert config_conflicts(old, TrainConfig(algorithm='bfs', hidden=8, remat=remat)) == []
+
+
 def test_a_second_process_on_the_same_run_is_refused(tmp_path):
   import subprocess
   import sys
