@@ -20,6 +20,11 @@ from typing import Optional
 import numpy as np
 
 
+# The default list: one algorithm of each CLRS family (nar.catalogue.FAMILIES).
+ONE_PER_FAMILY = ('insertion_sort', 'binary_search', 'find_maximum_subarray_kadane',
+                  'activity_selector', 'lcs_length', 'bfs', 'kmp_matcher', 'graham_scan')
+
+
 def _feedback(batch, spec):
   import clrs
   from clrs._src import probing
@@ -401,7 +406,8 @@ def bench_multi_task(algorithms, *, hidden: int, batch_size: int, size: int, num
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--algorithms', nargs='+', default=['insertion_sort', 'bfs', 'dfs'])
+  p.add_argument('--algorithms', nargs='+', default=list(ONE_PER_FAMILY),
+                 help='default: one algorithm per CLRS family')
   p.add_argument('--hidden', type=int, default=128)
   p.add_argument('--batch-size', type=int, default=32)
   p.add_argument('--size', type=int, default=16)
