@@ -725,16 +725,18 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
   s = _scores(root, rows)
   text = '\n'.join(_ood_table(root, s) + _validation_table(s) + _size_table(s)
                    + _family_table(s)) + '\n'
-  if plots:
-    text += _plots(root, rows, s.methods, s.algos, s.by)
-    text += _size_plot(root, s)
   out_md = out_md or os.path.join(root, 'report.md')
+  if plots:     # beside the markdown, which links them by name
+    plot_dir = os.path.dirname(os.path.abspath(out_md))
+    os.makedirs(plot_dir, exist_ok=True)
+    text += _plots(plot_dir, rows, s.methods, s.algos, s.by)
+    text += _size_plot(plot_dir, s)
   from nar import storage
   storage.atomic_write(out_md, text)
   return text
 
 
-def _plots(root, rows, methods, algos, by) -> str:
+def _plots(plot_dir, rows, methods, algos, by) -> str:
   import matplotlib
   from nar import storage
   matplotlib.use('Agg')
@@ -766,7 +768,7 @@ def _plots(root, rows, methods, algos, by) -> str:
   ax.set_ylim(0, 105)
   ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.0, 1.0))
   fig.tight_layout()
-  fig.savefig(os.path.join(root, 'ood_scores.png'), dpi=120)
+  fig.savefig(os.path.join(plot_dir, 'ood_scores.png'), dpi=120)
   plt.close(fig)
   fig, axes = plt.subplots(1, len(algos), figsize=(4 * len(algos), 3.2), squeeze=False)
   seen = set()
@@ -792,12 +794,12 @@ def _plots(root, rows, methods, algos, by) -> str:
     ax.set_ylabel('validation score')
     ax.legend(fontsize=6)
   fig.tight_layout()
-  fig.savefig(os.path.join(root, 'validation_curves.png'), dpi=120)
+  fig.savefig(os.path.join(plot_dir, 'validation_curves.png'), dpi=120)
   plt.close(fig)
   return '\n![OOD scores](ood_scores.png)\n\n![Validation curves](validation_curves.png)\n'
 
 
-def _size_plot(root: str, s: _Scores) -> str:
+def _size_plot(plot_dir: str, s: _Scores) -> str:
   """ood_vs_size.png: per algorithm, the mean OOD score of each method against
   test size (log scale), a band of +- one std over seeds, each seed a dot."""
   sizes_of = s.sizes_by_algorithm
@@ -832,7 +834,7 @@ def _size_plot(root: str, s: _Scores) -> str:
     ax.set_ylabel('OOD score (%)')
     ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(os.path.join(root, 'ood_vs_size.png'), dpi=120)
+  fig.savefig(os.path.join(plot_dir, 'ood_vs_size.png'), dpi=120)
   plt.close(fig)
   return '\n![OOD score against test size](ood_vs_size.png)\n'
 

@@ -372,3 +372,11 @@ def test_report_shows_paired_intervals_and_ood_against_test_size(tmp_path):
   assert [int(line.split('|')[2]) for line in size_rows] == [16, 64, 128]
   assert '| bfs | 128 | 29.00 +- 1.00 (3) | 39.00 +- 1.00 (3) | +10.00 [+10.00, +10.00] |' in text
   assert (out / 'ood_vs_size.png').exists() and 'ood_vs_size.png' in text
+  # A report written elsewhere puts its plots beside it (its links are relative),
+  # and leaves the ones in the results directory alone.
+  before = (out / 'ood_vs_size.png').stat().st_mtime_ns
+  elsewhere = tmp_path / 'review' / 'report.md'
+  sw.report(str(out), str(elsewhere), plots=True)
+  assert {'ood_scores.png', 'validation_curves.png', 'ood_vs_size.png'} <= set(
+      os.listdir(tmp_path / 'review'))
+  assert (out / 'ood_vs_size.png').stat().st_mtime_ns == before
