@@ -424,7 +424,8 @@ def main(argv=None) -> int:
                  help='force N host (CPU) devices (sets XLA_FLAGS before JAX starts)')
   p.add_argument('--precision', default='float32', choices=['float32', 'bfloat16'],
                  help="our trainer's compute precision (dm-clrs's reference is float32 only)")
-  p.add_argument('--remat', default='full', choices=['full', 'none'],
+  from nar.config import REMAT_MODES
+  p.add_argument('--remat', default='full', choices=list(REMAT_MODES),
                  help="our step's backward of the time loop: recompute each step ('full', the "
                       "training default) or store its activations ('none')")
   p.add_argument('--roofline', action='store_true',
