@@ -211,7 +211,7 @@ class TrainConfig:
   prefetch: int = _count(4, 'training batches prepared ahead of the step')
   precision: str = setting('float32', 'bfloat16: mixed precision (float32 params and losses)',
                            'choice', choices=PRECISIONS)
-  # 'full' measured 1.2-1.5x faster per training step on CPU (docs/speed.md): the
+  # 'full' measured 1.05-1.94x faster per training step on CPU (docs/speed.md): the
   # backward re-reading [T, B, N, N, H] stored activations cost more than recomputing them.
   remat: str = setting('full', "backward of the time loop: 'full' recomputes each step's "
                        "activations (less memory), 'none' stores them", 'choice',
