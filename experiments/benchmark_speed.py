@@ -52,17 +52,20 @@ def _time(fn, batches, repeats: int) -> float:
 def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, num_batches: int,
                     repeats: int, processor: str, with_relic: bool,
                     reference: bool = True, relic_pairs: Optional[int] = None,
-                    precision: str = 'float32', remat: str = 'full') -> dict:
+                    precision: str = 'float32', remat: str = 'full',
+                    length_groups: int = 0) -> dict:
   import jax
   from nar.batching import pad_samples
   from nar.config import TrainConfig
   from nar.data import make_train_samples
+  from nar.model import resolve_length_groups
   from nar.sample import processed_spec
 
   spec = processed_spec(algorithm)
   config = TrainConfig(algorithm=algorithm, hidden=hidden, batch_size=batch_size,
                        processor=processor, train_sizes=(size,), precision=precision,
-                       remat=remat, **({'relic_pairs': relic_pairs} if relic_pairs else {})).validate()
+                       remat=remat, length_groups=length_groups,
+                       **({'relic_pairs': relic_pairs} if relic_pairs else {})).validate()
   # Identical batches for both: fixed n, time padded to the longest of them all.
   sample_sets = [make_train_samples(algorithm, 0, k, batch_size, (size,))
                  for k in range(num_batches)]
@@ -73,7 +76,12 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
   row = {'algorithm': algorithm, 'hidden': hidden, 'batch': batch_size, 'n': size,
          'T': t_max, 'processor': processor, 'devices': n_dev,
          'device_kind': jax.devices()[0].device_kind, 'precision': precision,
-         'remat': remat, 'relic_pairs': config.relic_pairs}
+         'remat': remat, 'length_groups': length_groups,
+         'length_groups_used': resolve_length_groups(
+             length_groups, len({s.length for ss in sample_sets for s in ss}) > 1,
+             jax.default_backend()),
+         'T_mean': float(np.mean([s.length for ss in sample_sets for s in ss])),
+         'relic_pairs': config.relic_pairs}
   if reference or not with_relic:    # --relic times our baseline step itself
     ours_s = _time_our_step(spec, config, batches, repeats)
     row.update({'ours_samples_per_s': batch_size / ours_s,
@@ -212,7 +220,8 @@ def peak_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
 
 def bench_roofline(algorithm: str, *, hidden: int, batch_size: int, size: int,
                    num_batches: int, repeats: int, processor: str,
-                   peak: Optional[float] = None, remat: str = 'full') -> dict:
+                   peak: Optional[float] = None, remat: str = 'full',
+                   length_groups: int = 1) -> dict:
   """Where a baseline training step's time goes: FLOPs counted from the jaxpr
   (`experiments.flops`, scan bodies times their length) for the forward pass,
   forward + backward and the whole update; the time of each (jitted alone, same
@@ -227,7 +236,8 @@ def bench_roofline(algorithm: str, *, hidden: int, batch_size: int, size: int,
 
   spec = processed_spec(algorithm)
   config = TrainConfig(algorithm=algorithm, hidden=hidden, batch_size=batch_size,
-                       processor=processor, train_sizes=(size,), remat=remat).validate()
+                       processor=processor, train_sizes=(size,), remat=remat,
+                       length_groups=length_groups).validate()
   method = Baseline(config, spec)
   batches = [method.batch(k) for k in range(num_batches)]
   t0 = time.perf_counter()
@@ -263,7 +273,7 @@ def bench_roofline(algorithm: str, *, hidden: int, batch_size: int, size: int,
             'host data': (host_s, 0.0)}
   return {'algorithm': algorithm, 'T': batches[0].num_steps, 'hidden': hidden,
           'batch': batch_size, 'n': size, 'device_kind': jax.devices()[0].device_kind,
-          'remat': remat, 'peak_flops_per_s': peak, 'step_flops': count_update.total,
+          'remat': remat, 'length_groups': length_groups, 'peak_flops_per_s': peak, 'step_flops': count_update.total,
           'step_matmul_flops': count_update.matmul, 'step_s': update_s,
           'achieved_flops_per_s': count_update.total / update_s,
           'fraction_of_peak': count_update.total / update_s / peak,
@@ -428,6 +438,11 @@ def main(argv=None) -> int:
   p.add_argument('--remat', default='full', choices=list(REMAT_MODES),
                  help="our step's backward of the time loop: recompute each step ('full', the "
                       "training default) or store its activations ('none')")
+  p.add_argument('--length-groups', type=int, default=None,
+                 help="our step: groups of samples of similar trajectory length, each skipping "
+                      "the steps past its longest sample (the training setting length_groups; "
+                      "default: the training default 0, automatic; with --roofline 1, since "
+                      "the FLOPs are counted as if every step ran)")
   p.add_argument('--roofline', action='store_true',
                  help='instead: FLOPs of a baseline step (counted from the jaxpr), its time per '
                       'phase and the fraction of the measured matmul peak')
@@ -447,7 +462,8 @@ def main(argv=None) -> int:
     peak = peak_flops_per_s()
     rows = [bench_roofline(a, hidden=args.hidden, batch_size=args.batch_size, size=args.size,
                            num_batches=args.batches, repeats=args.repeats,
-                           processor=args.processor, peak=peak, remat=args.remat)
+                           processor=args.processor, peak=peak, remat=args.remat,
+                           length_groups=args.length_groups or 1)
             for a in args.algorithms]
     _print_roofline(rows)
     _save(args.out, rows)
@@ -480,7 +496,8 @@ def main(argv=None) -> int:
                           num_batches=args.batches, repeats=args.repeats,
                           processor=args.processor, with_relic=args.relic,
                           reference=not args.no_reference, relic_pairs=args.relic_pairs,
-                          precision=args.precision, remat=args.remat)
+                          precision=args.precision, remat=args.remat,
+                          length_groups=args.length_groups or 0)
     rows.append(row)
     print(json.dumps(row), flush=True)
   if not (args.relic and args.no_reference):
@@ -500,14 +517,15 @@ def _save(path: Optional[str], rows: list) -> None:
 
 def _print_reference(rows) -> None:
   print()
-  print('| algorithm | T | devices | dm-clrs samples/s | ours samples/s (total) | '
-        'ours per device | speed-up |')
-  print('|---|---|---|---|---|---|---|')
+  print('| algorithm | T (mean) | length groups | devices | dm-clrs samples/s | '
+        'ours samples/s (total) | ours per device | speed-up |')
+  print('|---|---|---|---|---|---|---|---|')
   for r in rows:
     ref = (f"{r['dm_clrs_samples_per_s']:.1f}" if 'dm_clrs_samples_per_s' in r
            else 'not measured (--no-reference)')
     speedup = f"{r['speedup']:.2f}x" if 'speedup' in r else ''
-    print(f"| {r['algorithm']} | {r['T']} | {r['devices']} | {ref} | "
+    print(f"| {r['algorithm']} | {r['T']} ({r.get('T_mean', r['T']):.1f}) | "
+          f"{r.get('length_groups_used', 1)} | {r['devices']} | {ref} | "
           f"{r['ours_samples_per_s']:.1f} | {r['ours_per_device_samples_per_s']:.1f} | "
           f"{speedup} |")
 

@@ -74,6 +74,9 @@ class NetConfig:
   # 'full': the backward pass recomputes each time step's activations instead of
   # storing them for all T steps (nar.config.REMAT_MODES).
   remat: str = 'full'
+  # > 1: the batch is split into this many groups of samples of similar
+  # trajectory length, each of which skips the steps past its longest sample.
+  length_groups: int = 1
 
 
 def log_sinkhorn(x: jax.Array, steps: int, temperature: float, node_mask: jax.Array,
@@ -417,6 +420,63 @@ class Net(hk.Module):
     ctx = self._prepare(inputs, node_mask)
     if step_from is not None:
       return self._one_step(ctx, hints, step_from, is_training)
+    rng = None
+    if is_training and any(typ == _Type.PERMUTATION_POINTER and stage == _Stage.OUTPUT
+                           for stage, _, typ in self.spec.values()):
+      rng = hk.maybe_next_rng_key()  # Gumbel noise for the Sinkhorn decoder
+    groups = _largest_divisor(ctx.b, self.config.length_groups)
+    if groups > 1:
+      return self._grouped_rollout(ctx, hints, lengths, groups, is_training,
+                                   return_representations, return_latents, rng)
+    return self._rollout(ctx, hints, lengths, is_training, return_representations,
+                         return_latents, rng, active_steps=None)
+
+  @hk.transparent
+  def _grouped_rollout(self, ctx: '_Context', hints: dict, lengths: jax.Array, groups: int,
+                       is_training: bool, return_representations: bool,
+                       return_latents: bool, rng: Optional[jax.Array]) -> NetOutput:
+    """The rollout of `groups` equal groups of samples of similar length, each
+    of which runs only as many steps as its longest trajectory needs (the rest
+    of the time loop is skipped). Samples are independent, so this is the same
+    result as one rollout of the whole batch, with less padded work. The groups
+    run one after the other through one traced step (`lax.map`), so compilation
+    does not grow with their number."""
+    b = ctx.b
+    k = b // groups
+    order = jnp.argsort(lengths).reshape(groups, k)      # shortest first
+    per_sample = _sample_arrays(ctx)
+    grouped = jax.tree_util.tree_map(lambda x: jnp.take(x, order, axis=0), per_sample)
+    hints_g = {name: jnp.moveaxis(jnp.take(v, order, axis=1), 1, 0)    # [G, T, k, ...]
+               for name, v in hints.items()}
+    lengths_g = jnp.take(lengths, order)
+    rngs = None if rng is None else jax.random.split(rng, groups)
+
+    def one_group(xs):
+      arrays, hints_one, lengths_one, rng_one = xs
+      active = jnp.maximum(jnp.max(lengths_one) - 1, 1)    # steps with a loss or an output
+      return self._rollout(ctx._replace(b=k, **arrays), hints_one, lengths_one, is_training,
+                           return_representations, return_latents, rng_one,
+                           active_steps=active)
+    out = jax.lax.map(one_group, (grouped, hints_g, lengths_g, rngs))
+    back = jnp.argsort(order.reshape(-1))
+
+    def batch_major(x):      # [G, k, ...] -> [B, ...] in the original order
+      return jnp.take(x.reshape((b,) + x.shape[2:]), back, axis=0)
+
+    def time_major(x):       # [G, S, k, ...] -> [S, B, ...] in the original order
+      x = jnp.moveaxis(x, 0, 1)
+      return jnp.take(x.reshape((x.shape[0], b) + x.shape[3:]), back, axis=1)
+    tm = lambda tree: jax.tree_util.tree_map(time_major, tree)    # noqa: E731
+    return NetOutput(outputs=jax.tree_util.tree_map(batch_major, out.outputs),
+                     hints=tm(out.hints), node_reps=tm(out.node_reps),
+                     pair_reps=tm(out.pair_reps), latents=tm(out.latents))
+
+  @hk.transparent
+  def _rollout(self, ctx: '_Context', hints: dict, lengths: jax.Array, is_training: bool,
+               return_representations: bool, return_latents: bool, rng: Optional[jax.Array],
+               active_steps: Optional[jax.Array]) -> NetOutput:
+    """The time loop over one batch; with `active_steps`, steps from that index
+    on are skipped (their hint logits and representations are zeros)."""
     b, n, dtype, node_mask = ctx.b, ctx.n, ctx.dtype, ctx.node_mask
     h = self.hidden
     num_t = next(iter(hints.values())).shape[0]
@@ -444,13 +504,26 @@ class Net(hk.Module):
     shapes = jax.eval_shape(lambda: outputs_of(hidden0, truth0))
     snap0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes[2])
 
-    # Every step runs, padded ones included (their losses are masked): skipping
-    # them with lax.cond made the backward pass about 2x slower on XLA:CPU, so
-    # time padding is kept small by bucketing instead.
-    def body(carry, i):
+    # Without `active_steps` every step runs, padded ones included (their losses
+    # are masked). A whole batch skipping its padded steps gains little (its
+    # longest sample sets the length); groups of similar length do
+    # (`_grouped_rollout`, measured with remat 'full'; without remat, an earlier
+    # lax.cond skip made the backward about 2x slower on XLA:CPU).
+    def run(carry, i):
       hidden, cur, snap = carry
       nxt, soft, new_snap, ys = outputs_of(hidden, cur)
       return (nxt, soft, select(out_step == i, new_snap, snap)), ys
+
+    body = run
+    if active_steps is not None:
+      ys_shapes = shapes[3]
+
+      def skip(carry, i):
+        del i
+        return carry, jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), ys_shapes)
+
+      def body(carry, i):
+        return jax.lax.cond(i < active_steps, run, skip, carry, i)
 
     if self.config.remat == 'full':
       # prevent_cse=False: inside a scan the recomputation cannot be merged away anyway.
@@ -465,9 +538,6 @@ class Net(hk.Module):
     for x, (_, cw, cb) in zip(h_xs, ch_template):
       hint_channels.append((x, cw, cb))
     edges = FoldedEdges(ctx.static, ctx.static_proj, hint_channels, shape=(b, n))
-    rng = None
-    if is_training and any(self.spec[k][2] == _Type.PERMUTATION_POINTER for k in output_names):
-      rng = hk.maybe_next_rng_key()  # Gumbel noise for the Sinkhorn decoder
     outputs = {}
     for name in output_names:
       outputs[name], _ = self._decode(name, ctx.dec_w[name], h_t, edges, tri, graph_fts,
@@ -476,6 +546,17 @@ class Net(hk.Module):
                      node_reps=node_reps if return_representations else None,
                      pair_reps=pair_reps if return_representations else None,
                      latents=latents if return_latents else None)
+
+
+def _largest_divisor(b: int, at_most: int) -> int:
+  """The largest number of equal groups of a batch of `b`, at most `at_most`."""
+  return max(g for g in range(1, min(b, at_most) + 1) if b % g == 0)
+
+
+def _sample_arrays(ctx: '_Context') -> dict:
+  """The fields of a context that hold one entry per sample (batch-major)."""
+  return dict(node_mask=ctx.node_mask, node_in=ctx.node_in, graph_in=ctx.graph_in,
+              static=ctx.static, static_proj=ctx.static_proj, adj_in=ctx.adj_in)
 
 
 class _Context(NamedTuple):
@@ -547,10 +628,25 @@ def _with_precision(config: NetConfig, run):
       lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, out)
 
 
-def net_config_of(config) -> NetConfig:
-  """The network settings of a `nar.config.TrainConfig`."""
+AUTO_LENGTH_GROUPS = 4    # on a CPU, where trajectory lengths vary (docs/speed.md)
+
+
+def resolve_length_groups(requested: int, lengths_vary: bool, backend: str) -> int:
+  """The groups a batch is split into (`TrainConfig.length_groups`): `requested`
+  if positive; automatic (0): `AUTO_LENGTH_GROUPS` on a CPU when trajectory
+  lengths vary, else 1 (on an accelerator the groups would run one after the
+  other on a device that a whole batch keeps busy: not measured, not done)."""
+  if requested > 0:
+    return requested
+  return AUTO_LENGTH_GROUPS if (backend == 'cpu' and lengths_vary) else 1
+
+
+def net_config_of(config, lengths_vary: bool = False) -> NetConfig:
+  """The network settings of a `nar.config.TrainConfig`; `lengths_vary`: whether
+  the trajectories of the data differ in length (for `length_groups` 0)."""
+  groups = resolve_length_groups(config.length_groups, lengths_vary, jax.default_backend())
   return NetConfig(processor=ProcessorConfig(kind=config.processor, hidden=config.hidden),
-                   compute_dtype=config.precision, remat=config.remat)
+                   compute_dtype=config.precision, remat=config.remat, length_groups=groups)
 
 
 def make_net(spec, nb_dims, config: NetConfig) -> hk.Transformed:

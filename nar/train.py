@@ -120,11 +120,13 @@ def enable_compilation_cache(cache_dir: str) -> None:
 def build_network(config: TrainConfig, spec, example) -> hk.Transformed:
   """The network of `spec` (one algorithm's) built from `example` (a `Batch`);
   multi-task: a list of specs and a list of batches, one per algorithm."""
+  examples = [example] if isinstance(spec, dict) else list(example)
+  lengths_vary = any(np.unique(np.asarray(e.lengths)).size > 1 for e in examples)
+  net_config = net_config_of(config, lengths_vary)
   if isinstance(spec, dict):
-    return make_net(spec, nb_dims_of(example.inputs, example.hints, example.outputs),
-                    net_config_of(config))
+    return make_net(spec, nb_dims_of(example.inputs, example.hints, example.outputs), net_config)
   return make_net(list(spec), [nb_dims_of(e.inputs, e.hints, e.outputs) for e in example],
-                  net_config_of(config))
+                  net_config)
 
 
 def init_network(net: hk.Transformed, key, examples: Sequence[Batch]) -> dict:

@@ -100,6 +100,33 @@ def test_runs_saved_before_remat_read_as_stored_activations_and_resume_with_eith
     assert config_conflicts(old, TrainConfig(algorithm='bfs', hidden=8, remat=remat)) == []
 
 
+def test_length_groups_are_automatic_where_trajectory_lengths_vary_and_resumable():
+  """length_groups 0 (the default): on a CPU, 4 groups for bfs, whose batches mix
+  trajectory lengths, none for insertion_sort (every trajectory n steps); runs
+  saved before the setting read as the default and may resume with any value."""
+  import jax
+  from nar.config import config_conflicts
+  from nar.train import build_network
+  from tests.helpers import make_batch
+  for algorithm, guarded in (('bfs', True), ('insertion_sort', False)):
+    batch, spec = make_batch(algorithm, 8, 8, seed=1)
+    config = TrainConfig(algorithm=algorithm, hidden=8)
+    assert config.length_groups == 0
+    net = build_network(config, spec, batch)
+    params = net.init(jax.random.PRNGKey(0), batch.inputs, batch.hints, batch.lengths,
+                      batch.node_mask, is_training=False)
+    jaxpr = str(jax.make_jaxpr(lambda p: net.apply(
+        p, None, batch.inputs, batch.hints, batch.lengths, batch.node_mask,
+        is_training=False))(params))
+    assert ('cond[' in jaxpr) == (guarded and jax.default_backend() == 'cpu'), algorithm
+  old = TrainConfig(algorithm='bfs', hidden=8).to_json()
+  del old['length_groups']
+  assert TrainConfig.from_json(old).length_groups == 0
+  for groups in (0, 1, 8):
+    assert config_conflicts(old, TrainConfig(algorithm='bfs', hidden=8,
+                                             length_groups=groups)) == []
+
+
 def test_a_second_process_on_the_same_run_is_refused(tmp_path):
   import subprocess
   import sys
