@@ -104,11 +104,18 @@ MAX_PLUS_BLOCK_ELEMENTS = 1 << 22
 def max_plus(u: jax.Array, v: jax.Array) -> jax.Array:
   """out[b, i, j] = max_a u[b, a, i] + v[b, a, j] (trailing feature axis kept).
 
-  u, v: `[B, A, N, F]` -> `[B, N, N, F]`. Its gradient keeps only the argmax
-  (int8, `[B, N, N, F]`) instead of the `[B, A, N, N, F]` comparison mask that
-  autodiff of `jnp.max` stores: 4x faster inside the training scan. Large
+  u, v: `[B, A, N, F]` -> `[B, N, N, F]`. Its gradient is autodiff's of
+  `jnp.max` (split equally between tied maxima, as in dm-clrs), but stores only
+  u, v and the maximum, and recomputes the `[B, A, N, N, F]` sums where the
+  backward compares them with it, instead of storing a comparison mask of that
+  size (4x faster inside the training scan) or an argmax (a variadic reduction,
+  slow on XLA:CPU). Large
   problems (evaluation at n >= 128) reduce over blocks of `a` with a running
   maximum: the same values (a maximum is exact), a bounded memory."""
+  return _max_plus_values(u, v)
+
+
+def _max_plus_values(u: jax.Array, v: jax.Array) -> jax.Array:
   _, num_a, n, f = u.shape
   block = max(1, MAX_PLUS_BLOCK_ELEMENTS // (n * v.shape[2] * f))
   if block >= num_a:
@@ -141,16 +148,15 @@ def _max_plus_blocks(u: jax.Array, v: jax.Array, block: int) -> jax.Array:
 
 
 def _max_plus_fwd(u, v):
-  per = u[:, :, :, None, :] + v[:, :, None, :, :]
-  arg = jnp.argmax(per, axis=1)
-  dtype = jnp.int8 if u.shape[1] <= 127 else jnp.int32
-  return jnp.max(per, axis=1), arg.astype(dtype)
+  out = _max_plus_values(u, v)
+  return out, (u, v, out)
 
 
-def _max_plus_bwd(arg, g):
-  num_a = g.shape[1]  # A = N: the maximised-over axis is the node axis
-  hit = arg[:, None] == jnp.arange(num_a, dtype=arg.dtype)[None, :, None, None, None]
-  routed = jnp.where(hit, g[:, None], 0.0)                          # [B, A, I, J, F]
+def _max_plus_bwd(residuals, g):
+  u, v, out = residuals
+  hit = (u[:, :, :, None, :] + v[:, :, None, :, :]) == out[:, None]       # [B, A, I, J, F]
+  share = g / jnp.sum(hit, axis=1, dtype=g.dtype)                          # ties split g
+  routed = jnp.where(hit, share[:, None], 0.0)
   return jnp.sum(routed, axis=3), jnp.sum(routed, axis=2)
 
 

@@ -115,6 +115,20 @@ def test_max_plus_matches_autodiff():
     np.testing.assert_allclose(x, y, atol=1e-6)
 
 
+def test_max_plus_splits_the_gradient_between_tied_maxima_as_autodiff_does():
+  """Small integers: many exact ties; first nodes 0 and 1 identical: always tied."""
+  k1, k2, k3 = jax.random.split(jax.random.PRNGKey(1), 3)
+  u = jax.random.randint(k1, (2, 6, 6, 3), 0, 3).astype(jnp.float32)
+  v = jax.random.randint(k2, (2, 6, 6, 3), 0, 3).astype(jnp.float32)
+  u, v = u.at[:, 1].set(u[:, 0]), v.at[:, 1].set(v[:, 0])
+  g = jax.random.normal(k3, (2, 6, 6, 3))
+  plain = lambda u, v: jnp.max(u[:, :, :, None] + v[:, :, None], axis=1)  # noqa: E731
+  ga = jax.jit(jax.grad(lambda u, v: jnp.sum(max_plus(u, v) * g), argnums=(0, 1)))(u, v)
+  gb = jax.grad(lambda u, v: jnp.sum(plain(u, v) * g), argnums=(0, 1))(u, v)
+  for x, y in zip(ga, gb):
+    np.testing.assert_allclose(x, y, atol=1e-5)
+
+
 @pytest.mark.parametrize('block', [1, 2, 3, 7])
 def test_max_plus_over_blocks_of_a_gives_the_same_values(block):
   """Large problems reduce over blocks of the first node (1, 2, 3 or all 7 at a
