@@ -464,7 +464,8 @@ class Net(hk.Module):
     of the time loop is skipped). Samples are independent, so this is the same
     result as one rollout of the whole batch, with less padded work. The groups
     run one after the other through one traced step (`lax.map`), so compilation
-    does not grow with their number."""
+    does not grow with their number. (In training, the Gumbel noise of a
+    permutation output is drawn per group: the same distribution, other draws.)"""
     b = ctx.b
     k = b // groups
     order = jnp.argsort(lengths).reshape(groups, k)      # shortest first
