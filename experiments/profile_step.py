@@ -58,6 +58,9 @@ def profile(algorithm: str, *, hidden: int, batch_size: int, size: int, steps: i
   from nar.config import TrainConfig
   from nar.sample import processed_spec
 
+  if not hasattr(jax.profiler, 'ProfileData'):
+    raise RuntimeError(f'reading a trace back needs jax.profiler.ProfileData, which JAX '
+                       f'{jax.__version__} lacks: upgrade JAX')
   spec = processed_spec(algorithm)
   config = TrainConfig(algorithm=algorithm, hidden=hidden, batch_size=batch_size,
                        train_sizes=(size,), remat=remat, length_groups=length_groups).validate()
