@@ -244,10 +244,8 @@ class Net(hk.Module):
 
   # ------------------------------------------------------------------ decoding
   def _decode(self, name: str, w: tuple, h_t, edges: FoldedEdges, tri, graph_fts, node_mask,
-              is_training: bool, rng, pair_rep: bool = False, tri_proj: Optional[dict] = None):
-    """Logits of one hint/output (dm-clrs `decode_fts`). Returns (logits, pair features).
-    tri_proj: decoder key -> the triplet messages' part of its edge half, where
-    already computed (`_triplet_projections`)."""
+              is_training: bool, rng, pair_rep: bool = False):
+    """Logits of one hint/output (dm-clrs `decode_fts`). Returns (logits, pair features)."""
     _, loc, typ = self.spec[name]
     h = self.hidden
 
@@ -255,7 +253,7 @@ class Net(hk.Module):
       # e_t = [edge_fts, tri_msgs]: the edge half goes through FoldedEdges.
       out = edges.project(key, dense.w[:h], dense.b)
       if tri is not None:
-        out = out + (tri_proj[key] if tri_proj and key in tri_proj else matmul(tri, dense.w[h:]))
+        out = out + matmul(tri, dense.w[h:])
       return out
 
     pair = None
@@ -360,20 +358,6 @@ class Net(hk.Module):
     return (loc == _Loc.NODE and typ in (_Type.POINTER, _Type.PERMUTATION_POINTER)) or \
         loc == _Loc.EDGE
 
-  def _triplet_projections(self, ctx: '_Context', names: list, tri: jax.Array) -> dict:
-    """The triplet messages' part of every edge half of the decoders of `names`
-    as one matmul `[B*N*N, H] x [H, sum K]` (and one in the backward) instead of
-    one per decoder: dfs decodes six pointer hints a step."""
-    h = self.hidden
-    keys = [f'dec/{n}' for n in names]
-    ws = [ctx.dec_w[n][2].w[h:] for n in names]
-    out, offset = {}, 0
-    proj = matmul(tri, jnp.concatenate(ws, axis=-1))
-    for key, w in zip(keys, ws):
-      out[key] = proj[..., offset:offset + w.shape[-1]]
-      offset += w.shape[-1]
-    return out
-
   def _hint_names(self) -> list[str]:
     return [k for k, v in self.spec.items() if v[0] == _Stage.HINT]
 
@@ -404,13 +388,9 @@ class Net(hk.Module):
     h_t = jnp.concatenate([node_fts, hidden, nxt], axis=-1)
     pointer_hints = self._pointer_hints() if pair_reps else []
     hint_logits, pairs = {}, {}
-    edge_readers = [k for k in self._hint_names() if self._reads_edges(k)]
-    tri_proj = (self._triplet_projections(ctx, edge_readers, tri)
-                if tri is not None and len(edge_readers) > 1 else None)
     for name in self._hint_names():
       logits, pair = self._decode(name, ctx.dec_w[name], h_t, edges, tri, graph_fts, node_mask,
-                                  is_training, None, pair_rep=name in pointer_hints,
-                                  tri_proj=tri_proj)
+                                  is_training, None, pair_rep=name in pointer_hints)
       hint_logits[name] = logits
       if pair is not None:
         pairs[name] = pair
