@@ -106,8 +106,8 @@ def max_plus(u: jax.Array, v: jax.Array) -> jax.Array:
 
   u, v: `[B, A, N, F]` -> `[B, N, N, F]`. Its gradient is autodiff's of
   `jnp.max` (split equally between tied maxima, as in dm-clrs), but stores only
-  u, v and the maximum, and recomputes the `[B, A, N, N, F]` sums where the
-  backward compares them with it, instead of storing a comparison mask of that
+  u and v, and recomputes the `[B, A, N, N, F]` sums and their maximum in the
+  backward, instead of storing a comparison mask of that
   size (4x faster inside the training scan) or an argmax (a variadic reduction,
   slow on XLA:CPU). Large
   problems (evaluation at n >= 128) reduce over blocks of `a` with a running
@@ -148,13 +148,17 @@ def _max_plus_blocks(u: jax.Array, v: jax.Array, block: int) -> jax.Array:
 
 
 def _max_plus_fwd(u, v):
-  out = _max_plus_values(u, v)
-  return out, (u, v, out)
+  return _max_plus_values(u, v), (u, v)
 
 
 def _max_plus_bwd(residuals, g):
-  u, v, out = residuals
-  hit = (u[:, :, :, None, :] + v[:, :, None, :, :]) == out[:, None]       # [B, A, I, J, F]
+  u, v = residuals
+  # The maximum is taken again from the same recomputed sums rather than read
+  # from the forward: XLA may keep excess precision (bfloat16 sums in float32)
+  # differently in the two programs, and a forward maximum that equals none of
+  # the backward's sums would leave no hit (a division by zero).
+  sums = u[:, :, :, None, :] + v[:, :, None, :, :]                          # [B, A, I, J, F]
+  hit = sums == jnp.max(sums, axis=1, keepdims=True)
   share = g / jnp.sum(hit, axis=1, dtype=g.dtype)                          # ties split g
   routed = jnp.where(hit, share[:, None], 0.0)
   return jnp.sum(routed, axis=3), jnp.sum(routed, axis=2)
