@@ -209,6 +209,12 @@ class TrainConfig:
       None, 'data and compilation cache (null: $NAR_CACHE or ~/.cache/nar-hint-relic)', 'str',
       optional=True)
   prefetch: int = _count(4, 'training batches prepared ahead of the step')
+  # Sampling is Python (dm-clrs's algorithms, the augmentations): one core's worth
+  # per run unless it is spread over processes; on an accelerator that core, not
+  # the device, can set the pace (Hint-ReLIC: ~0.1 s a batch).
+  sampling_processes: int = _count(
+      0, 'processes that sample training batches (0: a thread of the training process)',
+      low=0)
   precision: str = setting('float32', 'bfloat16: mixed precision (float32 params and losses)',
                            'choice', choices=PRECISIONS)
   # 'full' measured 1.05-1.94x faster per training step on CPU (docs/speed.md): the
@@ -307,7 +313,7 @@ def migrate(saved: dict) -> dict:
 # Settings that may differ between a run and its resumption (the rest must match).
 # `remat` changes how the gradient is computed, not what it is.
 RESUMABLE_DIFFERENCES = {'steps', 'out', 'cache_dir', 'prefetch', 'log_every', 'remat',
-                         'length_groups'}
+                         'length_groups', 'sampling_processes'}
 
 
 def setting_group(key: str) -> Optional[str]:

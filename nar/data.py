@@ -12,7 +12,13 @@ Validation and test sets are cached on disk (see `nar.cache`).
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
+import multiprocessing
+import os
+import pickle
+import signal
 import threading
 from typing import Iterator, Optional, Sequence
 
@@ -184,6 +190,82 @@ class Prefetcher:
     with self._cv:
       self._stop = True
       self._cv.notify_all()
+
+
+# The sampling function of this process when it is a `ProcessPrefetcher` worker.
+_WORKER_FN = None
+
+
+def _start_sampling_worker(payload: bytes) -> None:
+  # Unpickled here, after the environment is set: the function's modules import
+  # JAX, which must not take the accelerator the training process uses.
+  global _WORKER_FN
+  os.environ['JAX_PLATFORMS'] = 'cpu'
+  os.environ['CUDA_VISIBLE_DEVICES'] = ''
+  # Ctrl-C reaches the whole process group; the training process handles it.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  _WORKER_FN = pickle.loads(payload)
+
+
+def _sample_in_worker(step: int):
+  return _WORKER_FN(step)
+
+
+class ProcessPrefetcher:
+  """`Prefetcher` with `fn(step)` computed in `processes` separate Python
+  processes (spawned, CPU only), so that sampling is not bound by one core and
+  the GIL: a Hint-ReLIC batch costs ~0.1 s of Python, 3,000 steps 5 minutes,
+  more than an accelerator needs for the steps themselves.
+
+  Args:
+    fn: a picklable callable `step -> item` (a pure function of step: workers
+      compute steps in any order, items come back in order).
+    start: the first step.
+    depth: steps in flight (at least `processes`).
+    processes: worker processes.
+  """
+
+  def __init__(self, fn, start: int, depth: int = 4, processes: int = 1):
+    try:
+      payload = pickle.dumps(fn)
+    except Exception as e:  # pylint: disable=broad-except
+      raise ValueError(f'sampling in processes needs a picklable batch function ({e}); '
+                       'sample in threads instead (sampling_processes=0)') from e
+    self._pool = concurrent.futures.ProcessPoolExecutor(
+        processes, mp_context=multiprocessing.get_context('spawn'),
+        initializer=_start_sampling_worker, initargs=(payload,))
+    self._pending: collections.deque = collections.deque()
+    self._claim = start
+    for _ in range(max(depth, processes)):
+      self._submit()
+
+  def _submit(self):
+    self._pending.append(self._pool.submit(_sample_in_worker, self._claim))
+    self._claim += 1
+
+  def __iter__(self) -> Iterator:
+    return self
+
+  def __next__(self):
+    try:
+      item = self._pending.popleft().result()
+    except concurrent.futures.process.BrokenProcessPool as e:
+      raise RuntimeError('a sampling process died (out of memory or killed?); run the same '
+                         'command again to resume, or sample in threads '
+                         '(sampling_processes=0)') from e
+    self._submit()
+    return item
+
+  def close(self):
+    self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def prefetcher(fn, start: int, depth: int, processes: int = 0):
+  """Batches of `fn(step)` from step `start` on, prepared ahead: in a thread of
+  this process (`processes` = 0) or in that many worker processes."""
+  if processes > 0:
+    return ProcessPrefetcher(fn, start, depth=depth, processes=processes)
+  return Prefetcher(fn, start, depth=depth)
 
 
 def eval_size(algorithm: str, split: str, size: Optional[int] = None) -> int:

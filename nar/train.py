@@ -671,6 +671,16 @@ def _start_or_resume(run: RunDir, model: RunModel, optimizer, base_key, resuming
   return _Progress(state=state, step=int(start_step), best=best, timings=timings)
 
 
+@dataclasses.dataclass
+class TaskBatches:
+  """Training item of global step k: the tasks take turns (multi-task), each
+  with its own step count. Picklable, for sampling processes."""
+  tasks: list
+
+  def __call__(self, k: int):
+    return self.tasks[k % len(self.tasks)].batch(k // len(self.tasks))
+
+
 def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, predicts: list,
                 base_key, now: _Progress, io: _Reporting,
                 stop_after: Optional[int]) -> Optional[dict]:
@@ -693,9 +703,6 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
              for i, (t, n) in enumerate(zip(tasks, model.nets))]
   timings = now.timings
   start_step = now.step
-
-  def batch_of_step(k: int):
-    return tasks[k % count].batch(k // count)
 
   def save_state(step: int) -> Optional[str]:
     if not io.writer:
@@ -729,7 +736,8 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
                   {'step': step, 'best': now.best})
 
   last_good = None
-  prefetch = data_lib.Prefetcher(batch_of_step, start_step, depth=config.prefetch)
+  prefetch = data_lib.prefetcher(TaskBatches(tasks), start_step, config.prefetch,
+                                 config.sampling_processes)
   bar = None
   if io.progress:
     from tqdm import tqdm
