@@ -285,9 +285,14 @@ def record_grid(out: str, protocol: str, algorithms, methods, seeds: int,
   are complete). Several sweeps into one directory (the ablations of a grid, a
   part re-run with fewer seeds) add to it instead of replacing it."""
   from nar import storage
+  from nar.config import RESUMABLE_DIFFERENCES
   path = os.path.join(out, 'sweep.json')
+  # How a run is executed (prefetching, sampling processes, remat...) is no part of
+  # the grid's definition: a part run elsewhere with other such values belongs to it.
+  how = RESUMABLE_DIFFERENCES - {'steps'}
+  overrides = {k: v for k, v in (overrides or {}).items() if k not in how}
   grid_def = {'protocol': protocol, 'algorithms': list(algorithms), 'methods': list(methods),
-              'seeds': seeds, 'overrides': overrides or {}, 'vary': vary or {}}
+              'seeds': seeds, 'overrides': overrides, 'vary': vary or {}}
   try:
     os.makedirs(out, exist_ok=True)
   except OSError as e:

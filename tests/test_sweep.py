@@ -212,6 +212,10 @@ def test_sweeps_into_one_directory_add_to_its_grid(tmp_path):
   again = sw.record_grid(out, 'cpu', ['heapsort'], ['baseline'], 1,
                          overrides={'relic_temperature': 0.1})
   assert again['other_overrides'] == [{'relic_temperature': 0.1}]
+  # Settings of how runs execute (resumable differences) do not make a part another grid.
+  again = sw.record_grid(out, 'cpu', ['heapsort'], ['hint_relic'], 1,
+                         overrides={'sampling_processes': 2, 'remat': 'none'})
+  assert again['overrides'] == {} and again['other_overrides'] == [{'relic_temperature': 0.1}]
 
 
 def test_report_names_the_column_with_the_highest_validation_not_test_score(tmp_path):
