@@ -456,8 +456,8 @@ def main(argv=None) -> int:
   p.add_argument('--out', default=None, help='write the rows as JSON here')
   args = p.parse_args(argv)
   if args.devices:
-    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                               f' --xla_force_host_platform_device_count={args.devices}')
+    from nar.distributed import force_host_devices
+    force_host_devices(os.environ, args.devices)
   import nar.clrs_import  # noqa: F401
   if args.roofline:
     peak = peak_flops_per_s()

@@ -27,6 +27,14 @@ from nar.errors import RunError
 ENV_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')
 
 
+def force_host_devices(env, count: int) -> None:
+  """Makes the CPU backend of a JAX started with `env` (os.environ, or a
+  subprocess's environment dict) show `count` devices: multi-device code tested
+  on one CPU. Read when JAX starts its backends: set it before that."""
+  flag = f'--xla_force_host_platform_device_count={count}'
+  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + flag).strip()
+
+
 @dataclasses.dataclass(frozen=True)
 class ClusterSpec:
   coordinator: Optional[str] = None

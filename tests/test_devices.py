@@ -59,9 +59,9 @@ SCRIPT = textwrap.dedent('''
 
 def _run_on_devices(script: str, ndev: int) -> None:
   """`script` (NDEV replaced) in a fresh Python with `ndev` host devices; it prints 'OK ndev'."""
-  env = dict(os.environ, XLA_FLAGS=os.environ.get('XLA_FLAGS', '') +
-             f' --xla_force_host_platform_device_count={ndev}',
-             JAX_PLATFORMS='cpu')
+  from nar.distributed import force_host_devices
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  force_host_devices(env, ndev)
   proc = subprocess.run([sys.executable, '-c', script.replace('NDEV', str(ndev))],
                         capture_output=True, text=True, env=env, timeout=900,
                         cwd=os.path.dirname(os.path.dirname(__file__)))

@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 def _env(tmp_path, devices: int = 1) -> dict:
   env = dict(os.environ, NAR_CACHE=str(tmp_path / 'cache'), NAR_COMPILE_CACHE='0')
-  env['XLA_FLAGS'] = env.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={devices}'
+  distributed.force_host_devices(env, devices)
   for k in distributed.ENV_VARIABLES:
     env.pop(k, None)
   return env
