@@ -141,3 +141,21 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path):
   run.unlock()
   p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
   assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_the_compilation_cache_goes_where_the_environment_says(tmp_path, monkeypatch):
+  import jax
+  from nar.train import enable_compilation_cache
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    monkeypatch.setenv('NAR_COMPILE_CACHE', '1')
+    enable_compilation_cache(str(tmp_path / 'run'))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / 'run' / 'xla')
+    monkeypatch.setenv('NAR_COMPILE_CACHE', str(tmp_path / 'shared'))
+    enable_compilation_cache(str(tmp_path / 'run'))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / 'shared')
+    monkeypatch.setenv('NAR_COMPILE_CACHE', 'off')
+    enable_compilation_cache(str(tmp_path / 'other'))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / 'shared')
+  finally:
+    jax.config.update('jax_compilation_cache_dir', before)
