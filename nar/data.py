@@ -26,6 +26,7 @@ import numpy as np
 
 from nar import cache as cache_lib
 from nar.batching import Batch, bucket, pad_samples
+from nar.errors import RunError
 from nar.sample import (STRING_MATCHERS, Sample, draw_args, processed_spec, protocol_kwargs,
                         sample_from_args, sampler_for)
 
@@ -202,8 +203,12 @@ def _start_sampling_worker(payload: bytes) -> None:
   global _WORKER_FN
   os.environ['JAX_PLATFORMS'] = 'cpu'
   os.environ['CUDA_VISIBLE_DEVICES'] = ''
-  # Ctrl-C reaches the whole process group; the training process handles it.
+  # Ctrl-C or a SIGTERM to the process group: the training process handles it
+  # (saves a checkpoint, closes the pool); a worker killed first would turn that
+  # clean stop into a broken pool. A worker whose parent died exits on its own
+  # (its task queue closes).
   signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
   _WORKER_FN = pickle.loads(payload)
 
 
@@ -250,9 +255,9 @@ class ProcessPrefetcher:
     try:
       item = self._pending.popleft().result()
     except concurrent.futures.process.BrokenProcessPool as e:
-      raise RuntimeError('a sampling process died (out of memory or killed?); run the same '
-                         'command again to resume, or sample in threads '
-                         '(sampling_processes=0)') from e
+      raise RunError('a sampling process died (out of memory or killed?); run the same '
+                     'command again to resume from the last checkpoint, or sample in '
+                     'threads (sampling_processes=0)') from e
     self._submit()
     return item
 

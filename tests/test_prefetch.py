@@ -25,6 +25,18 @@ class FailsAt:
     return k * k
 
 
+@dataclasses.dataclass
+class DiesAt:
+  """Picklable batch function whose process dies at one step."""
+  step: int
+
+  def __call__(self, k):
+    if k == self.step:
+      import os
+      os._exit(1)
+    return k
+
+
 def _leaves_equal(a, b):
   la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
   return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb))
@@ -53,6 +65,18 @@ def test_an_error_while_sampling_reaches_the_consumer_at_its_step(processes):
   try:
     assert [next(prefetch), next(prefetch)] == [1, 4]
     with pytest.raises(ValueError, match='no batch at step 3'):
+      next(prefetch)
+  finally:
+    prefetch.close()
+
+
+def test_a_sampling_process_that_dies_gives_a_run_error_naming_the_way_out():
+  from nar.errors import RunError
+  prefetch = data_lib.prefetcher(DiesAt(2), 0, depth=1, processes=1)
+  try:
+    assert next(prefetch) == 0
+    with pytest.raises(RunError, match='sampling process died'):
+      next(prefetch)
       next(prefetch)
   finally:
     prefetch.close()
