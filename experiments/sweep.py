@@ -626,6 +626,28 @@ def _ood_table(root: str, s: _Scores) -> list[str]:
   return lines
 
 
+def _control_table(s: _Scores) -> list[str]:
+  """Each method against each variant of the baseline (`--vary` columns such as
+  the sample-matched control `baseline@batch_size=64`), paired by seed as against
+  the baseline: whether a gain survives the control. Empty without such columns."""
+  controls = [m for m in s.methods if m.startswith('baseline@')]
+  compared = [m for m in s.methods if m != 'baseline' and m not in controls]
+  pairs = [(m, c) for m in compared for c in controls]
+  if not pairs:
+    return []
+  lines = ['', 'Against the variants of the baseline (controls), paired by seed as above; '
+           'algorithms where a control has no run are left out:', '']
+  head = '| algorithm | ' + ' | '.join(f'{m} - {c}' for m, c in pairs) + ' |'
+  lines += [head, '|' + '---|' * (head.count('|') - 1)]
+  for a in s.algos:
+    if not any(s.by_seed.get((a, c)) for c in controls):
+      continue
+    lines.append(f'| {a} | ' + ' | '.join(
+        _paired(s.by_seed.get((a, m), {}), s.by_seed.get((a, c), {}), with_wins=True)
+        for m, c in pairs) + ' |')
+  return lines
+
+
 def _validation_table(s: _Scores) -> list[str]:
   """In distribution: best validation score (n = 16, model selection) and cost.
   The last column is model selection across columns (e.g. the values of a --vary
@@ -728,7 +750,8 @@ def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
   if not rows:
     raise ConfigError(f'no results.json under {root}')
   s = _scores(root, rows)
-  text = '\n'.join(_ood_table(root, s) + _validation_table(s) + _size_table(s)
+  text = '\n'.join(_ood_table(root, s) + _control_table(s) + _validation_table(s)
+                   + _size_table(s)
                    + _family_table(s)) + '\n'
   out_md = out_md or os.path.join(root, 'report.md')
   if plots:     # beside the markdown, which links them by name

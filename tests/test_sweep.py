@@ -376,6 +376,7 @@ def test_report_shows_paired_intervals_and_ood_against_test_size(tmp_path):
   assert [int(line.split('|')[2]) for line in size_rows] == [16, 64, 128]
   assert '| bfs | 128 | 29.00 +- 1.00 (3) | 39.00 +- 1.00 (3) | +10.00 [+10.00, +10.00] |' in text
   assert (out / 'ood_vs_size.png').exists() and 'ood_vs_size.png' in text
+  assert 'Against the variants of the baseline' not in text      # no control column
   # A report written elsewhere puts its plots beside it (its links are relative),
   # and leaves the ones in the results directory alone.
   before = (out / 'ood_vs_size.png').stat().st_mtime_ns
@@ -384,3 +385,24 @@ def test_report_shows_paired_intervals_and_ood_against_test_size(tmp_path):
   assert {'ood_scores.png', 'validation_curves.png', 'ood_vs_size.png'} <= set(
       os.listdir(tmp_path / 'review'))
   assert (out / 'ood_vs_size.png').stat().st_mtime_ns == before
+
+
+def test_report_compares_each_method_with_the_baselines_variants(tmp_path):
+  """A sample-matched control (a `--vary` column of the baseline) gets its own paired
+  differences: the method's gain over the control, not only over the baseline."""
+  out = tmp_path / 'g'
+  for method, base in (('baseline', 0.5), ('baseline@batch_size=64', 0.55), ('hint_relic', 0.6)):
+    for seed in (0, 1, 2):
+      d = out / 'bfs' / method / f'seed{seed}'
+      d.mkdir(parents=True)
+      json.dump({'algorithm': 'bfs', 'method': method.split('@')[0], 'seed': seed,
+                 'test_size': 64, 'test_score': base + 0.01 * seed * (method == 'hint_relic'),
+                 'best_val': {'score': 0.9, 'step': 5}}, open(d / 'results.json', 'w'))
+  d = out / 'dfs' / 'hint_relic' / 'seed0'          # no control run: no row
+  d.mkdir(parents=True)
+  json.dump({'algorithm': 'dfs', 'method': 'hint_relic', 'seed': 0, 'test_size': 64,
+             'test_score': 0.3, 'best_val': {'score': 0.9, 'step': 5}}, open(d / 'results.json', 'w'))
+  lines = sw.report(str(out), plots=False).splitlines()
+  head = lines.index('| algorithm | hint_relic - baseline@batch_size=64 |')
+  assert lines[head + 2] == '| bfs | +6.00 [+3.52, +8.48] (ahead on 3/3) |'
+  assert not lines[head + 3].startswith('| dfs')
