@@ -26,6 +26,7 @@ import numpy as np
 
 from nar import cache as cache_lib
 from nar.batching import Batch, bucket, pad_samples
+from nar.config import ConfigError
 from nar.errors import RunError
 from nar.sample import (STRING_MATCHERS, Sample, draw_args, processed_spec, protocol_kwargs,
                         sample_from_args, sampler_for)
@@ -234,8 +235,8 @@ class ProcessPrefetcher:
     try:
       payload = pickle.dumps(fn)
     except Exception as e:  # pylint: disable=broad-except
-      raise ValueError(f'sampling in processes needs a picklable batch function ({e}); '
-                       'sample in threads instead (sampling_processes=0)') from e
+      raise ConfigError(f'sampling in processes needs a picklable batch function ({e}); '
+                        'sample in threads instead (sampling_processes=0)') from e
     self._pool = concurrent.futures.ProcessPoolExecutor(
         processes, mp_context=multiprocessing.get_context('spawn'),
         initializer=_start_sampling_worker, initargs=(payload,))

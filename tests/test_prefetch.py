@@ -83,7 +83,8 @@ def test_a_sampling_process_that_dies_gives_a_run_error_naming_the_way_out():
 
 
 def test_an_unpicklable_batch_function_is_refused_with_the_way_out():
-  with pytest.raises(ValueError, match='sampling_processes=0'):
+  from nar.config import ConfigError
+  with pytest.raises(ConfigError, match='sampling_processes=0'):
     data_lib.prefetcher(lambda k: k, 0, depth=2, processes=1)
 
 
