@@ -1,0 +1,52 @@
+#!/bin/bash
+# GPU recipe for the mid grid's remaining T = 16 cells (one call of the run tool, ~9 minutes):
+# insertion_sort seeds 3-4 of both methods (Hint-ReLIC with 2 sampling processes), the
+# sample-matched controls (baseline at batch 64) of insertion_sort and binary_search, seeds
+# 0-4; at most 6 runs at once (docs/devices.md: more starves the 16 host cores). Sweeps skip
+# finished runs and resume unfinished ones, so the same script continues a stopped call.
+# Before: results/gpu/recipe/prepare.sh here. Call: run(command="OUT=$OUT bash
+# results/gpu/recipe/call5.sh", carry=[".whl", ".gpu"], timeout_s=600); unpack the returned
+# mid.tgz at the repository root, then commit the finished runs' files (not checkpoints).
+set -o pipefail
+T0=$(date +%s)
+el() { echo $(( $(date +%s) - T0 )); }
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false NAR_CACHE=/tmp/narcache
+[ -n "$DRY" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD/.gpu/tfstub:$PWD
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc;
+  python3 -c "import jax, haiku, optax, clrs; print('jax', jax.__version__, 'optax', optax.__version__, jax.devices())"; git log --oneline -1; } > $OUT/env.txt 2>&1
+cat $OUT/env.txt
+STOP=${STOP:-480}
+touch /tmp/t0marker
+MID="python3 -m nar.cli sweep --protocol mid --out results/mid --seeds 5"
+$MID --algorithms insertion_sort --methods baseline,hint_relic --set sampling_processes=2 --workers 3 > $OUT/sweep_is.log 2>&1 &
+$MID --algorithms insertion_sort binary_search --methods baseline --vary batch_size=64 --workers 3 > $OUT/sweep_ctl.log 2>&1 &
+declare -A EVALD
+evaluate_new() {
+  for r in $(find results/mid -name results.json -newer /tmp/t0marker -printf '%h\n' 2>/dev/null); do
+    [ -n "${EVALD[$r]}" ] && continue; EVALD[$r]=1
+    echo "$(el) s: evaluate $r" >> $OUT/progress.txt
+    python3 -m nar.cli evaluate $r --size 16,32,128 --quiet >> $OUT/evaluate.log 2>&1 &
+  done
+}
+while pgrep -f "nar.cli sweep" >/dev/null && [ $(el) -lt $STOP ]; do
+  sleep 10; evaluate_new
+  echo "$(el) s $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader) load $(cut -d' ' -f1 /proc/loadavg)" >> $OUT/progress.txt
+done
+pkill -TERM -f "nar.cli sweep"; pkill -TERM -f "nar.cli run"
+for i in $(seq 40); do pgrep -f "nar.cli run" >/dev/null || break; sleep 1; done
+echo "sweeps ended at $(el) s" | tee -a $OUT/progress.txt
+evaluate_new
+while pgrep -f "nar.cli evaluate" >/dev/null && [ $(el) -lt $(( STOP + 40 )) ]; do sleep 2; done
+pkill -TERM -f "nar.cli evaluate"; sleep 2
+grep -h "done\|FAILED\|stopped" $OUT/sweep_*.log
+# Every run touched in this call: its files, its best checkpoint and newest step checkpoint
+# (to resume elsewhere: checkpoints are git-ignored, so only this archive carries them).
+: > /tmp/files
+for r in $(find results/mid -name metrics.jsonl -newer /tmp/t0marker -printf '%h\n'); do
+  ls -d $r/*.json $r/*.jsonl $r/train.log 2>/dev/null >> /tmp/files
+  [ -d $r/checkpoints/best ] && echo $r/checkpoints/best >> /tmp/files
+  ls -d $r/checkpoints/step-* 2>/dev/null | tail -1 >> /tmp/files
+done
+[ -s /tmp/files ] && tar czf $OUT/mid.tgz -T /tmp/files
+ls -la $OUT; echo total $(el) s
