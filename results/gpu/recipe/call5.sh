@@ -1,10 +1,11 @@
 #!/bin/bash
-# GPU recipe for the mid grid's remaining T = 16 cells (one call of the run tool, ~9 minutes):
-# insertion_sort seeds 3-4 of both methods (Hint-ReLIC with 2 sampling processes), the
-# sample-matched controls (baseline at batch 64) of insertion_sort and binary_search, seeds
-# 0-4; at most 6 runs at once (docs/devices.md: more starves the 16 host cores). Sweeps skip
+# GPU recipe for the mid grid's remaining cells (one call of the run tool, ~9 minutes).
+# PRESET=t16 (default): insertion_sort seeds 3-4 of both methods (Hint-ReLIC with 2 sampling
+# processes), the sample-matched controls (baseline at batch 64) of insertion_sort and
+# binary_search, seeds 0-4; PRESET=dfs or PRESET=quicksort: both methods, seeds 0-2 (the
+# 5-seed rule needs the runs' minutes first). At most 6 runs at once (docs/devices.md: more starves the 16 host cores). Sweeps skip
 # finished runs and resume unfinished ones, so the same script continues a stopped call.
-# Before: results/gpu/recipe/prepare.sh here. Call: run(command="OUT=$OUT bash
+# Before: results/gpu/recipe/prepare.sh here. Call: run(command="PRESET=t16 bash
 # results/gpu/recipe/call5.sh", carry=[".whl", ".gpu"], timeout_s=600); unpack the returned
 # mid.tgz at the repository root, then commit the finished runs' files (not checkpoints).
 set -o pipefail
@@ -18,9 +19,17 @@ export PYTHONPATH=/tmp/site:$PWD/.gpu/tfstub:$PWD
 cat $OUT/env.txt
 STOP=${STOP:-480}
 touch /tmp/t0marker
-MID="python3 -m nar.cli sweep --protocol mid --out results/mid --seeds 5"
-$MID --algorithms insertion_sort --methods baseline,hint_relic --set sampling_processes=2 --workers 3 > $OUT/sweep_is.log 2>&1 &
-$MID --algorithms insertion_sort binary_search --methods baseline --vary batch_size=64 --workers 3 > $OUT/sweep_ctl.log 2>&1 &
+MID="python3 -m nar.cli sweep --protocol mid --out results/mid"
+case "${PRESET:-t16}" in
+  t16)   # the T = 16 cells: ~4 minutes a run with 6 at once
+    $MID --seeds 5 --algorithms insertion_sort --methods baseline,hint_relic --set sampling_processes=2 --workers 3 > $OUT/sweep_hr.log 2>&1 &
+    $MID --seeds 5 --algorithms insertion_sort binary_search --methods baseline --vary batch_size=64 --workers 3 > $OUT/sweep_ctl.log 2>&1 & ;;
+  dfs)   # the paper's example, T = 48 at n = 16: both methods, 3 seeds, 6 runs at once
+    $MID --seeds 3 --algorithms dfs --methods baseline,hint_relic --set sampling_processes=2 --workers 6 > $OUT/sweep_hr.log 2>&1 & ;;
+  quicksort)   # T up to ~85 at n = 16: expect a call to stop part-way; the next resumes
+    $MID --seeds 3 --algorithms quicksort --methods baseline,hint_relic --set sampling_processes=2 --workers 6 > $OUT/sweep_hr.log 2>&1 & ;;
+  *) echo "unknown PRESET $PRESET"; exit 1 ;;
+esac
 declare -A EVALD
 evaluate_new() {
   for r in $(find results/mid -name results.json -newer /tmp/t0marker -printf '%h\n' 2>/dev/null); do
