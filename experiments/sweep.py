@@ -626,21 +626,41 @@ def _ood_table(root: str, s: _Scores) -> list[str]:
   return lines
 
 
-def _control_table(s: _Scores) -> list[str]:
-  """Each method against each variant of the baseline (`--vary` columns such as
-  the sample-matched control `baseline@batch_size=64`), paired by seed as against
-  the baseline: whether a gain survives the control. Empty without such columns."""
-  controls = [m for m in s.methods if m.startswith('baseline@')]
-  compared = [m for m in s.methods if m != 'baseline' and m not in controls]
+def _comparison_pairs(methods: list) -> list:
+  """(method, reference) column pairs beyond "- baseline": each method against each
+  variant of the baseline (a `--vary` column such as the sample-matched control
+  `baseline@batch_size=64`), and each registered method against its ablations (a
+  method registered with the same target and fixed settings, e.g. `hint_relic`
+  against `twins_only`): whether a gain survives the control, and which part of
+  the method it comes from."""
+  controls = [m for m in methods if m.startswith('baseline@')]
+  compared = [m for m in methods if m != 'baseline' and m not in controls]
   pairs = [(m, c) for m in compared for c in controls]
+  entries = registry.methods()
+  for m in methods:
+    full = entries.get(m)
+    if full is None or full.overrides:
+      continue
+    pairs += [(m, a) for a in methods
+              if a != m and a in entries and entries[a].overrides
+              and entries[a].target == full.target]
+  return pairs
+
+
+def _control_table(s: _Scores) -> list[str]:
+  """The paired differences of `_comparison_pairs`, paired by seed as against the
+  baseline. Empty without such columns."""
+  pairs = _comparison_pairs(s.methods)
   if not pairs:
     return []
-  lines = ['', 'Against the variants of the baseline (controls), paired by seed as above; '
-           'algorithms where a control has no run are left out:', '']
+  lines = ['', 'Against the variants of the baseline (controls) and against ablations of a '
+           'method, paired by seed as above; algorithms where no reference column has a run '
+           'are left out:', '']
   head = '| algorithm | ' + ' | '.join(f'{m} - {c}' for m, c in pairs) + ' |'
   lines += [head, '|' + '---|' * (head.count('|') - 1)]
+  references = sorted({c for _, c in pairs})
   for a in s.algos:
-    if not any(s.by_seed.get((a, c)) for c in controls):
+    if not any(s.by_seed.get((a, c)) for c in references):
       continue
     lines.append(f'| {a} | ' + ' | '.join(
         _paired(s.by_seed.get((a, m), {}), s.by_seed.get((a, c), {}), with_wins=True)
@@ -677,8 +697,9 @@ def _size_table(s: _Scores) -> list[str]:
   if not sizes_of:
     return []
   head = '| algorithm | n | ' + ' | '.join(s.methods) + ' |'
-  if s.others:
-    head += ' ' + ' | '.join(f'{m} - baseline' for m in s.others) + ' |'
+  compared = [(m, 'baseline') for m in s.others] + _comparison_pairs(s.methods)
+  if compared:
+    head += ' ' + ' | '.join(f'{m} - {c}' for m, c in compared) + ' |'
   lines = ['', 'OOD score (%) against test size: mean +- std over seeds (count); n = the test '
            'split for the protocol\'s test size, otherwise `nar evaluate --size` of the best '
            'checkpoint (the test split\'s seed, kept in each run\'s evaluations.json). '
@@ -692,9 +713,9 @@ def _size_table(s: _Scores) -> list[str]:
         cells.append(f'{_mean_std(xs)[0]:.2f} +- {_mean_std(xs)[1]:.2f} ({len(xs)})'
                      if xs else 'n/a')
       line = f'| {a} | {n} | ' + ' | '.join(cells) + ' |'
-      if s.others:
-        diffs = [_paired(s.by_size.get((a, m, n), {}), s.by_size.get((a, 'baseline', n), {}),
-                         with_wins=False) for m in s.others]
+      if compared:
+        diffs = [_paired(s.by_size.get((a, m, n), {}), s.by_size.get((a, c, n), {}),
+                         with_wins=False) for m, c in compared]
         line += ' ' + ' | '.join(diffs) + ' |'
       lines.append(line)
   return lines

@@ -376,7 +376,7 @@ def test_report_shows_paired_intervals_and_ood_against_test_size(tmp_path):
   assert [int(line.split('|')[2]) for line in size_rows] == [16, 64, 128]
   assert '| bfs | 128 | 29.00 +- 1.00 (3) | 39.00 +- 1.00 (3) | +10.00 [+10.00, +10.00] |' in text
   assert (out / 'ood_vs_size.png').exists() and 'ood_vs_size.png' in text
-  assert 'Against the variants of the baseline' not in text      # no control column
+  assert 'Against the variants of the baseline' not in text      # no control, no ablation
   # A report written elsewhere puts its plots beside it (its links are relative),
   # and leaves the ones in the results directory alone.
   before = (out / 'ood_vs_size.png').stat().st_mtime_ns
@@ -406,3 +406,32 @@ def test_report_compares_each_method_with_the_baselines_variants(tmp_path):
   head = lines.index('| algorithm | hint_relic - baseline@batch_size=64 |')
   assert lines[head + 2] == '| bfs | +6.00 [+3.52, +8.48] (ahead on 3/3) |'
   assert not lines[head + 3].startswith('| dfs')
+
+
+def test_report_compares_a_method_with_its_ablations(tmp_path):
+  """An ablation (a method registered as another's target with fixed settings:
+  twins_only is hint_relic without the contrast) gets the full method's paired
+  difference against it; a method of another target (baseline) is no ablation."""
+  out = tmp_path / 'g'
+  for method, base in (('baseline', 0.5), ('twins_only', 0.58), ('hint_relic', 0.6)):
+    for seed in (0, 1, 2):
+      d = out / 'bfs' / method / f'seed{seed}'
+      d.mkdir(parents=True)
+      json.dump({'algorithm': 'bfs', 'method': method, 'seed': seed, 'test_size': 64,
+                 'test_score': base + 0.01 * seed * (method == 'hint_relic'),
+                 'best_val': {'score': 0.9, 'step': 5}}, open(d / 'results.json', 'w'))
+  lines = sw.report(str(out), plots=False).splitlines()
+  head = lines.index('| algorithm | hint_relic - twins_only |')
+  assert lines[head + 2] == '| bfs | +3.00 [+0.52, +5.48] (ahead on 3/3) |'
+  for seed in (0, 1, 2):              # evaluated at a second size: the curve table pairs them too
+    for method in ('baseline', 'twins_only', 'hint_relic'):
+      json.dump({'32': {'score': 0.7 + 0.05 * (method == 'hint_relic')}},
+                open(out / 'bfs' / method / f'seed{seed}' / 'evaluations.json', 'w'))
+  text = sw.report(str(out), plots=False)
+  assert ('| algorithm | n | baseline | hint_relic | twins_only | hint_relic - baseline | '
+          'twins_only - baseline | hint_relic - twins_only |') in text
+  assert '| bfs | 32 | 70.00 +- 0.00 (3) | 75.00 +- 0.00 (3) | 70.00 +- 0.00 (3) | +5.00 [+5.00, +5.00] | +0.00 [+0.00, +0.00] | +5.00 [+5.00, +5.00] |' in text
+  assert sw._comparison_pairs(['baseline', 'hint_relic']) == []
+  assert sw._comparison_pairs(['baseline', 'baseline@batch_size=64', 'hint_relic', 'twins_only']) == [
+      ('hint_relic', 'baseline@batch_size=64'), ('twins_only', 'baseline@batch_size=64'),
+      ('hint_relic', 'twins_only')]
