@@ -2,7 +2,8 @@
 # GPU recipe for the mid grid's remaining cells (one call of the run tool, ~9 minutes).
 # PRESET=t16 (default): insertion_sort seeds 3-4 of both methods (Hint-ReLIC with 2 sampling
 # processes), the sample-matched controls (baseline at batch 64) of insertion_sort and
-# binary_search, seeds 0-4; PRESET=dfs or PRESET=quicksort: both methods, seeds 0-2 (the
+# binary_search, seeds 0-4; PRESET=ablation: twins_only on insertion_sort and binary_search,
+# seeds 0-4; PRESET=dfs or PRESET=quicksort: both methods, seeds 0-2 (the
 # 5-seed rule needs the runs' minutes first). At most 6 runs at once (docs/devices.md: more starves the 16 host cores). Sweeps skip
 # finished runs and resume unfinished ones, so the same script continues a stopped call.
 # Before: results/gpu/recipe/prepare.sh here. Call: run(command="PRESET=t16 bash
@@ -26,6 +27,8 @@ case "${PRESET:-t16}" in
     $MID --seeds 5 --algorithms insertion_sort binary_search --methods baseline --vary batch_size=64 --workers 3 > $OUT/sweep_ctl.log 2>&1 & ;;
   dfs)   # the paper's example, T = 48 at n = 16: both methods, 3 seeds, 6 runs at once
     $MID --seeds 3 --algorithms dfs --methods baseline,hint_relic --set sampling_processes=2 --workers 6 > $OUT/sweep_hr.log 2>&1 & ;;
+  ablation)   # twins_only (supervised twins, no contrast) where kadane's showed the twins carry the gain
+    $MID --seeds 5 --algorithms insertion_sort binary_search --methods twins_only --set sampling_processes=2 --workers 6 > $OUT/sweep_hr.log 2>&1 & ;;
   quicksort)   # T up to ~85 at n = 16: expect a call to stop part-way; the next resumes
     $MID --seeds 3 --algorithms quicksort --methods baseline,hint_relic --set sampling_processes=2 --workers 6 > $OUT/sweep_hr.log 2>&1 & ;;
   *) echo "unknown PRESET $PRESET"; exit 1 ;;
