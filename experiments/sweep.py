@@ -515,6 +515,11 @@ class _Scores:
     """The columns compared with the baseline (difference columns), if there is one."""
     return [m for m in self.methods if m != 'baseline'] if 'baseline' in self.methods else []
 
+  @property
+  def comparison_pairs(self) -> list:
+    """`_comparison_pairs` of this report's columns."""
+    return _comparison_pairs(self.methods)
+
 
 def _scores(root: str, rows: list[dict]) -> _Scores:
   expected_seeds = None
@@ -650,7 +655,7 @@ def _comparison_pairs(methods: list) -> list:
 def _control_table(s: _Scores) -> list[str]:
   """The paired differences of `_comparison_pairs`, paired by seed as against the
   baseline. Empty without such columns."""
-  pairs = _comparison_pairs(s.methods)
+  pairs = s.comparison_pairs
   if not pairs:
     return []
   lines = ['', 'Against the variants of the baseline (controls) and against ablations of a '
@@ -697,7 +702,7 @@ def _size_table(s: _Scores) -> list[str]:
   if not sizes_of:
     return []
   head = '| algorithm | n | ' + ' | '.join(s.methods) + ' |'
-  compared = [(m, 'baseline') for m in s.others] + _comparison_pairs(s.methods)
+  compared = [(m, 'baseline') for m in s.others] + s.comparison_pairs
   if compared:
     head += ' ' + ' | '.join(f'{m} - {c}' for m, c in compared) + ' |'
   lines = ['', 'OOD score (%) against test size: mean +- std over seeds (count); n = the test '
