@@ -279,6 +279,92 @@ def _run_in_subprocess(config: TrainConfig):
     return config.out, f'FAILED (results.json unreadable: {e.__class__.__name__}; see train.log)'
 
 
+# Settings that change neither the programs a run compiles nor their shapes.
+_NOT_COMPILED = ('seed', 'out', 'steps', 'prefetch', 'log_every', 'sampling_processes')
+
+
+def compile_signature(config: TrainConfig) -> str:
+  """Runs with equal signatures compile the same XLA programs (they differ only in
+  seed or in how they are executed), so JAX's persistent compilation cache
+  (`nar.train.enable_compilation_cache`) serves the second one what the first compiled."""
+  d = config.to_json()
+  for key in _NOT_COMPILED:
+    d.pop(key, None)
+  return json.dumps(d, sort_keys=True)
+
+
+def _last_validation(out: str) -> int:
+  """Step of the newest validation record in <out>/metrics.jsonl (-1: none yet)."""
+  last = -1
+  try:
+    with open(os.path.join(out, 'metrics.jsonl'), 'rb') as f:
+      for line in f:
+        try:
+          record = json.loads(line)
+        except ValueError:           # a line being written
+          continue
+        if isinstance(record, dict) and record.get('kind') == 'val':
+          last = max(last, int(record.get('step', -1)))
+  except (OSError, TypeError, ValueError):
+    pass
+  return last
+
+
+def _compile_cache_enabled() -> bool:
+  return os.environ.get('NAR_COMPILE_CACHE', '1').lower() not in ('0', 'off', 'false', 'no')
+
+
+_POLL_S = 2.0        # how often a waiting group's leader is looked at
+
+
+def _run_parallel(todo: list, workers: int, compile_warmup: bool = True) -> list:
+  """Runs `todo` (TrainConfigs) `workers` at a time, each in its own process.
+
+  Compilation is the slow part of a short run's start (~10 s a program on a CPU;
+  on a GPU machine whose host cores are busy sampling, 20-50 s, and 5 concurrent
+  compiles of one program left an H100 idle for 7 minutes: results/gpu/lease3).
+  So, with `compile_warmup`, only the first run of each compile signature starts at
+  once; the others of its group start when it has logged its first validation
+  (every training shape and the validation program are compiled by then, and in the
+  cache) or has ended. Runs of other signatures fill the free workers meanwhile.
+
+  Returns:
+    [(run dir, status)] in the order the runs ended.
+  """
+  from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+  groups: dict[str, list] = {}
+  for config in todo:
+    key = compile_signature(config) if compile_warmup and _compile_cache_enabled() else config.out
+    groups.setdefault(key, []).append(config)
+  waiting = {}             # leader's future -> (leader, its last validation step, followers)
+  report = []
+  with ThreadPoolExecutor(workers) as pool:
+    futures = set()
+    for leader, *followers in groups.values():
+      future = pool.submit(_run_in_subprocess, leader)
+      futures.add(future)
+      if followers:
+        waiting[future] = (leader, _last_validation(leader.out), followers)
+    try:
+      while futures:
+        finished, futures = wait(futures, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+        for future in finished:
+          path, status = future.result()
+          report.append((path, status))
+          print(f'[sweep] {path}: {status}', flush=True)
+        for future, (leader, seen, followers) in list(waiting.items()):
+          if future.done() or _last_validation(leader.out) > seen:
+            del waiting[future]
+            futures |= {pool.submit(_run_in_subprocess, c) for c in followers}
+    except KeyboardInterrupt:
+      # Ctrl-C: the runs going on get it too (same process group) and checkpoint;
+      # none of the waiting ones starts.
+      for future in futures:
+        future.cancel()
+      raise
+  return report
+
+
 def record_grid(out: str, protocol: str, algorithms, methods, seeds: int,
                 overrides: Optional[dict] = None, vary: Optional[dict] = None) -> dict:
   """<out>/sweep.json: the grid this directory holds, for the report (which cells
@@ -344,8 +430,12 @@ def _merge_grid(path: str, protocol: str, grid_def: dict) -> None:
 
 def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str = None,
           workers: int = 1, overrides: Optional[dict] = None, progress: bool = True,
-          vary: Optional[dict] = None) -> list:
-  """Runs (or resumes) this shard of the grid; returns [(run dir, status)]."""
+          vary: Optional[dict] = None, compile_warmup: bool = True) -> list:
+  """Runs (or resumes) this shard of the grid; returns [(run dir, status)].
+
+  With `workers` > 1 and `compile_warmup`, runs that compile the same programs
+  (`compile_signature`) wait for the first of them to compile and share its
+  persistent compilation cache (`_run_parallel`)."""
   from nar.config import config_conflicts, load_config_file
   for entry in algorithms:
     for a in entry.split(MULTI_TASK_JOIN):
@@ -387,20 +477,7 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
   record_grid(out, protocol, algorithms, methods, seeds, overrides, vary)
   print(f'[sweep] {len(todo)} run(s) to do, {len(report)} already finished (shard {i}/{n})')
   if workers > 1:
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-    with ThreadPoolExecutor(workers) as pool:
-      futures = [pool.submit(_run_in_subprocess, c) for c in todo]
-      try:
-        for future in as_completed(futures):
-          path, status = future.result()
-          report.append((path, status))
-          print(f'[sweep] {path}: {status}', flush=True)
-      except KeyboardInterrupt:
-        # Ctrl-C: the runs going on get it too (same process group) and checkpoint;
-        # none of the waiting ones starts.
-        for future in futures:
-          future.cancel()
-        raise
+    report.extend(_run_parallel(todo, workers, compile_warmup))
   else:
     for config in todo:
       report.append(_run_in_process(config, progress))
@@ -913,6 +990,10 @@ def add_commands(sub) -> None:
   p.add_argument('--vary', action='append', default=[], metavar='KEY=V1,V2,...',
                  help='also sweep over these values of a setting (repeat for a product), '
                       'e.g. --vary relic_lambda=0.1,1.0; each value is its own report column')
+  p.add_argument('--no-compile-warmup', dest='compile_warmup', action='store_false',
+                 help='with --workers > 1, start every run at once instead of letting the '
+                      'first run of each configuration compile (and fill the compilation '
+                      'cache) before its other seeds start')
   p.set_defaults(fn=_cmd_sweep)
   p = sub.add_parser('report', help='markdown table + PNG plots from results.json files')
   p.add_argument('root')
@@ -937,7 +1018,8 @@ def _cmd_sweep(args) -> int:
   if seeds <= 0:
     raise ConfigError('--seeds must be a positive integer')
   done = sweep(args.protocol, args.algorithms, args.methods.split(','), seeds, args.out,
-               args.shard, args.workers, overrides, vary=parse_vary(args.vary))
+               args.shard, args.workers, overrides, vary=parse_vary(args.vary),
+               compile_warmup=args.compile_warmup)
   for path, status in done:
     print(f'{path}: {status}')
   return 1 if any(status.startswith('FAILED') for _, status in done) else 0

@@ -435,3 +435,77 @@ def test_report_compares_a_method_with_its_ablations(tmp_path):
   assert sw._comparison_pairs(['baseline', 'baseline@batch_size=64', 'hint_relic', 'twins_only']) == [
       ('hint_relic', 'baseline@batch_size=64'), ('twins_only', 'baseline@batch_size=64'),
       ('hint_relic', 'twins_only')]
+
+
+def _fake_runs(monkeypatch, leader_validates=True):
+  """A stand-in for `_run_in_subprocess`: records when each run starts; the seed-0
+  run of a group writes a validation record (as a run does once it has compiled)."""
+  import threading
+  import time
+  events, lock = [], threading.Lock()
+
+  def fake_run(config):
+    with lock:
+      events.append(('start', config.out))
+    if config.seed == 0:
+      time.sleep(0.3)
+      if leader_validates:
+        os.makedirs(config.out, exist_ok=True)
+        with open(os.path.join(config.out, 'metrics.jsonl'), 'a') as f:
+          f.write(json.dumps({'kind': 'val', 'step': 1, 'score': 0.5}) + '\n')
+        with lock:
+          events.append(('validated', config.out))
+      time.sleep(0.3)
+      if not leader_validates:
+        with lock:
+          events.append(('ended', config.out))
+        return config.out, 'FAILED (exit code 1; see train.log)'
+    return config.out, 'done, OOD 1.0000'
+  monkeypatch.setattr(sw, '_run_in_subprocess', fake_run)
+  monkeypatch.setattr(sw, '_POLL_S', 0.05)
+  monkeypatch.delenv('NAR_COMPILE_CACHE', raising=False)
+  return events
+
+
+def test_parallel_sweep_lets_the_first_run_of_a_configuration_compile_before_its_other_seeds(
+    tmp_path, monkeypatch):
+  events = _fake_runs(monkeypatch)
+  out = str(tmp_path / 'grid')
+  done = dict(sw.sweep('cpu', ['bfs', 'dfs'], ['baseline'], 3, out, workers=6, overrides=TINY,
+                       progress=False))
+  assert len(done) == 6 and all(v.startswith('done') for v in done.values())
+  for algorithm in ('bfs', 'dfs'):
+    leader = sw.run_dir(out, algorithm, 'baseline', 0)
+    validated = events.index(('validated', leader))
+    for seed in (1, 2):
+      # Its other seeds start only once it has validated (compiled), not before...
+      assert events.index(('start', sw.run_dir(out, algorithm, 'baseline', seed))) > validated
+  # ...while the other configuration's first run starts at once beside it.
+  assert events[:2] == [('start', sw.run_dir(out, 'bfs', 'baseline', 0)),
+                        ('start', sw.run_dir(out, 'dfs', 'baseline', 0))]
+
+
+def test_followers_start_when_their_leader_fails_and_warmup_can_be_turned_off(
+    tmp_path, monkeypatch):
+  events = _fake_runs(monkeypatch, leader_validates=False)
+  out = str(tmp_path / 'grid')
+  done = dict(sw.sweep('cpu', ['bfs'], ['baseline'], 3, out, workers=3, overrides=TINY,
+                       progress=False))
+  assert sorted(v.split(' ')[0] for v in done.values()) == ['FAILED', 'done,', 'done,']
+  leader = sw.run_dir(out, 'bfs', 'baseline', 0)
+  assert events.index(('start', sw.run_dir(out, 'bfs', 'baseline', 1))) > events.index(
+      ('ended', leader))
+  events.clear()
+  out = str(tmp_path / 'grid2')
+  sw.sweep('cpu', ['bfs'], ['baseline'], 3, out, workers=3, overrides=TINY, progress=False,
+           compile_warmup=False)
+  assert [e for e, _ in events[:3]] == ['start'] * 3     # all at once
+
+
+def test_compile_signature_ignores_seed_and_execution_settings_only():
+  make = lambda seed, **kw: sw.make_config('mid', 'insertion_sort', 'hint_relic', seed, '/tmp/g',
+                                           kw)
+  assert sw.compile_signature(make(0)) == sw.compile_signature(make(3, sampling_processes=2))
+  assert sw.compile_signature(make(0)) != sw.compile_signature(make(0, hidden=32))
+  assert sw.compile_signature(make(0)) != sw.compile_signature(
+      sw.make_config('mid', 'insertion_sort', 'baseline', 0, '/tmp/g', {}))

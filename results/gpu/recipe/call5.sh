@@ -4,8 +4,9 @@
 # processes), the sample-matched controls (baseline at batch 64) of insertion_sort and
 # binary_search, seeds 0-4; PRESET=ablation: twins_only on insertion_sort and binary_search,
 # seeds 0-4; PRESET=dfs or PRESET=quicksort: both methods, seeds 0-2 (the
-# 5-seed rule needs the runs' minutes first). At most 6 runs at once (docs/devices.md: more starves the 16 host cores). Sweeps skip
-# finished runs and resume unfinished ones, so the same script continues a stopped call.
+# 5-seed rule needs the runs' minutes first). `nar sweep` starts one run per configuration
+# first and its other seeds once it has compiled (they share its compilation cache). At most
+# 6 runs at once (docs/devices.md: more starves the 16 host cores). Sweeps skip finished runs and resume unfinished ones, so the same script continues a stopped call.
 # Before: results/gpu/recipe/prepare.sh here. Call: run(command="PRESET=t16 bash
 # results/gpu/recipe/call5.sh", carry=[".whl", ".gpu"], timeout_s=600); unpack the returned
 # mid.tgz at the repository root, then commit the finished runs' files (not checkpoints).
@@ -15,6 +16,9 @@ el() { echo $(( $(date +%s) - T0 )); }
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false NAR_CACHE=/tmp/narcache
 [ -n "$DRY" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/.gpu/tfstub:$PWD
+# The XLA compilation cache of an earlier lease (same JAX and GPU), if carried: compiling a
+# program takes 20-50 s on this machine when its cores are busy sampling (results/gpu/lease3).
+[ -f .gpu/xla.tgz ] && mkdir -p $NAR_CACHE && tar xzf .gpu/xla.tgz -C $NAR_CACHE
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc;
   python3 -c "import jax, haiku, optax, clrs; print('jax', jax.__version__, 'optax', optax.__version__, jax.devices())"; git log --oneline -1; } > $OUT/env.txt 2>&1
 cat $OUT/env.txt
@@ -61,4 +65,6 @@ for r in $(find results/mid -name metrics.jsonl -newer /tmp/t0marker -printf '%h
   ls -d $r/checkpoints/step-* 2>/dev/null | tail -1 >> /tmp/files
 done
 [ -s /tmp/files ] && tar czf $OUT/mid.tgz -T /tmp/files
+# This call's compilation cache, for the next lease: copy it to .gpu/xla.tgz here.
+[ -d $NAR_CACHE/xla ] && tar czf $OUT/xla.tgz -C $NAR_CACHE xla && du -sh $OUT/xla.tgz
 ls -la $OUT; echo total $(el) s
