@@ -6,7 +6,8 @@
 # seeds 0-4; PRESET=dfs or PRESET=quicksort: both methods, seeds 0-2 (the
 # 5-seed rule needs the runs' minutes first). `nar sweep` starts one run per configuration
 # first and its other seeds once it has compiled (they share its compilation cache). At most
-# 6 runs at once (docs/devices.md: more starves the 16 host cores). Sweeps skip finished runs and resume unfinished ones, so the same script continues a stopped call.
+# 6 runs at once (docs/devices.md: more starves the 16 host cores). Sweeps skip finished runs
+# and resume unfinished ones, so the same script continues a stopped call.
 # Before: results/gpu/recipe/prepare.sh here. Call: run(command="PRESET=t16 bash
 # results/gpu/recipe/call5.sh", carry=[".whl", ".gpu"], timeout_s=600); unpack the returned
 # mid.tgz at the repository root, then commit the finished runs' files (not checkpoints).
