@@ -317,7 +317,8 @@ def _compile_cache_enabled() -> bool:
 _POLL_S = 2.0        # how often a waiting group's leader is looked at
 
 
-def _run_parallel(todo: list, workers: int, compile_warmup: bool = True) -> list:
+def _run_parallel(todo: list, workers: int, compile_warmup: bool = True,
+                  progress: bool = True) -> list:
   """Runs `todo` (TrainConfigs) `workers` at a time, each in its own process.
 
   Compilation is the slow part of a short run's start (~10 s a program on a CPU;
@@ -328,10 +329,17 @@ def _run_parallel(todo: list, workers: int, compile_warmup: bool = True) -> list
   (every training shape and the validation program are compiled by then, and in the
   cache) or has ended. Runs of other signatures fill the free workers meanwhile.
 
+  Args:
+    progress: a bar over the runs (finished, running, waiting for a compilation; ETA).
   Returns:
     [(run dir, status)] in the order the runs ended.
   """
   from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+  bar = None
+  if progress:
+    from tqdm import tqdm
+    bar = tqdm(total=len(todo), desc='sweep', unit='run', smoothing=0)
+  say = bar.write if bar is not None else print
   groups: dict[str, list] = {}
   for config in todo:
     key = compile_signature(config) if compile_warmup and _compile_cache_enabled() else config.out
@@ -351,17 +359,24 @@ def _run_parallel(todo: list, workers: int, compile_warmup: bool = True) -> list
         for future in finished:
           path, status = future.result()
           report.append((path, status))
-          print(f'[sweep] {path}: {status}', flush=True)
+          say(f'[sweep] {path}: {status}')
         for future, (leader, seen, followers) in list(waiting.items()):
           if future.done() or _last_validation(leader.out) > seen:
             del waiting[future]
             futures |= {pool.submit(_run_in_subprocess, c) for c in followers}
+        if bar is not None:
+          bar.update(len(finished))
+          bar.set_postfix(running=sum(f.running() for f in futures),
+                          waiting_compile=sum(len(w[2]) for w in waiting.values()), refresh=True)
     except KeyboardInterrupt:
       # Ctrl-C: the runs going on get it too (same process group) and checkpoint;
       # none of the waiting ones starts.
       for future in futures:
         future.cancel()
       raise
+    finally:
+      if bar is not None:
+        bar.close()
   return report
 
 
@@ -477,7 +492,7 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
   record_grid(out, protocol, algorithms, methods, seeds, overrides, vary)
   print(f'[sweep] {len(todo)} run(s) to do, {len(report)} already finished (shard {i}/{n})')
   if workers > 1:
-    report.extend(_run_parallel(todo, workers, compile_warmup))
+    report.extend(_run_parallel(todo, workers, compile_warmup, progress))
   else:
     for config in todo:
       report.append(_run_in_process(config, progress))

@@ -509,3 +509,12 @@ def test_compile_signature_ignores_seed_and_execution_settings_only():
   assert sw.compile_signature(make(0)) != sw.compile_signature(make(0, hidden=32))
   assert sw.compile_signature(make(0)) != sw.compile_signature(
       sw.make_config('mid', 'insertion_sort', 'baseline', 0, '/tmp/g', {}))
+
+
+def test_parallel_sweep_shows_a_bar_over_its_runs(tmp_path, monkeypatch, capsys):
+  _fake_runs(monkeypatch)
+  out = str(tmp_path / 'grid')
+  sw.sweep('cpu', ['bfs'], ['baseline'], 3, out, workers=3, overrides=TINY, progress=True)
+  captured = capsys.readouterr()
+  assert 'sweep: 100%' in captured.err and '3/3' in captured.err
+  assert captured.out.count('[sweep] ') == 4      # the count line and one line per run
