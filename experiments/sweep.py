@@ -460,6 +460,8 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
   for m in methods:
     if m not in registry.methods():
       raise ConfigError(f"unknown method '{m}'; choose one of: {', '.join(registry.methods())}")
+  if not isinstance(workers, int) or workers < 1:
+    raise ConfigError(f'--workers must be a positive integer (runs at a time), got {workers}')
   i, n = parse_shard(shard)
   from nar.methods import check_runnable
   for a, m, v, _ in grid(algorithms, methods, 1, vary):  # e.g. Hint-ReLIC without a rule

@@ -518,3 +518,11 @@ def test_parallel_sweep_shows_a_bar_over_its_runs(tmp_path, monkeypatch, capsys)
   captured = capsys.readouterr()
   assert 'sweep: 100%' in captured.err and '3/3' in captured.err
   assert captured.out.count('[sweep] ') == 4      # the count line and one line per run
+
+
+@pytest.mark.parametrize('workers', [0, -3])
+def test_sweep_refuses_a_worker_count_below_one_before_running(tmp_path, workers):
+  with pytest.raises(ConfigError, match='--workers must be a positive integer'):
+    sw.sweep('cpu', ['bfs'], ['baseline'], 1, str(tmp_path / 'grid'), workers=workers,
+             overrides=TINY, progress=False)
+  assert not os.path.exists(tmp_path / 'grid')
