@@ -195,6 +195,12 @@ def make_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
   return jax.jit(update, donate_argnums=(0, 1), **out)
 
 
+def _shape_key(task: int, placed) -> tuple:
+  """What a jitted step compiles anew for: the task and its arguments' shapes."""
+  return (task,) + tuple((np.shape(x), str(getattr(x, 'dtype', type(x).__name__)))
+                         for x in jax.tree_util.tree_leaves(placed))
+
+
 def _is_param_tree(names: set):
   return lambda x: isinstance(x, dict) and set(x) == names
 
@@ -745,6 +751,7 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
   last_good = None
   prefetch = data_lib.prefetcher(TaskBatches(tasks), start_step, config.prefetch,
                                  config.sampling_processes)
+  seen_shapes = set()
   bar = None
   if io.progress:
     from tqdm import tqdm
@@ -767,12 +774,14 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
       t0 = time.perf_counter()
       task = step % count
       placed = tasks[task].place(item, placement)
+      shape = _shape_key(task, placed)
       params, opt_state, loss, terms, gnorm = updates[task](
           now.state['params'], now.state['opt_state'], jax.random.fold_in(base_key, step),
           *placed)
       loss = float(loss)
       dt = time.perf_counter() - t0
-      if step - start_step < count:     # the first step of each algorithm compiles it
+      if shape not in seen_shapes:      # the first step of each shape compiles (or loads) it
+        seen_shapes.add(shape)
         timings['compile_s'] += dt
       else:
         timings['train_s'] += dt
