@@ -24,7 +24,7 @@ import time
 from typing import Any, Mapping, Optional
 
 from nar import registry
-from nar.config import ConfigError, TrainConfig
+from nar.config import ConfigError, TrainConfig, compile_cache_dir
 from nar.catalogue import CLRS30_ALGORITHMS, FAMILIES
 from nar.evaluations import algorithm_score, read_evaluations
 from nar.overrides import parse_overrides
@@ -295,23 +295,13 @@ def compile_signature(config: TrainConfig) -> str:
 
 def _last_validation(out: str) -> int:
   """Step of the newest validation record in <out>/metrics.jsonl (-1: none yet)."""
-  last = -1
+  from nar import storage
   try:
-    with open(os.path.join(out, 'metrics.jsonl'), 'rb') as f:
-      for line in f:
-        try:
-          record = json.loads(line)
-        except ValueError:           # a line being written
-          continue
-        if isinstance(record, dict) and record.get('kind') == 'val':
-          last = max(last, int(record.get('step', -1)))
-  except (OSError, TypeError, ValueError):
-    pass
-  return last
-
-
-def _compile_cache_enabled() -> bool:
-  return os.environ.get('NAR_COMPILE_CACHE', '1').lower() not in ('0', 'off', 'false', 'no')
+    records, _ = storage.read_jsonl(os.path.join(out, 'metrics.jsonl'))  # a torn line is left out
+  except OSError:
+    return -1
+  steps = [r.get('step') for r in records if r.get('kind') == 'val']
+  return max((int(x) for x in steps if isinstance(x, (int, float))), default=-1)
 
 
 _POLL_S = 2.0        # how often a waiting group's leader is looked at
@@ -342,7 +332,8 @@ def _run_parallel(todo: list, workers: int, compile_warmup: bool = True,
   say = bar.write if bar is not None else print
   groups: dict[str, list] = {}
   for config in todo:
-    key = compile_signature(config) if compile_warmup and _compile_cache_enabled() else config.out
+    shares_cache = compile_cache_dir(config.resolved_cache_dir()) is not None
+    key = compile_signature(config) if compile_warmup and shares_cache else config.out
     groups.setdefault(key, []).append(config)
   waiting = {}             # leader's future -> (leader, its last validation step, followers)
   report = []

@@ -293,6 +293,19 @@ class TrainConfig:
 REQUIRED_KEYS = ('algorithm', 'method')
 
 
+def compile_cache_dir(cache_dir: str) -> Optional[str]:
+  """Where JAX's persistent compilation cache goes for a run whose data cache is
+  `cache_dir`: `cache_dir`/xla, unless the variable NAR_COMPILE_CACHE says
+  otherwise: 0 (or off) for none (None), a path to put every run's cache there
+  whatever its `cache_dir` (runs with their own data caches, e.g. the tests)."""
+  setting = os.environ.get('NAR_COMPILE_CACHE', '1')
+  if setting.lower() in ('0', 'off', 'false', 'no'):
+    return None
+  if setting.lower() in ('', '1', 'on', 'true', 'yes'):
+    return os.path.join(cache_dir, 'xla')
+  return setting
+
+
 def settings_table() -> list[tuple[str, str, str, str]]:
   """(key, type, default, description) of every setting (`nar train --list-settings`)."""
   rows = []

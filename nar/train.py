@@ -37,8 +37,8 @@ from nar import distributed
 from nar import data as data_lib
 from nar import storage
 from nar.batching import Batch
-from nar.config import (MIN_SIZE, ConfigError, TrainConfig, config_conflicts, load_config,
-                        load_config_file)
+from nar.config import (MIN_SIZE, ConfigError, TrainConfig, compile_cache_dir,
+                        config_conflicts, load_config, load_config_file)
 from nar.errors import RunError
 from nar.evaluation import ScoreAccumulator, hard_outputs
 from nar.evaluations import record_evaluations
@@ -109,16 +109,11 @@ class Placement:
 def enable_compilation_cache(cache_dir: str) -> None:
   """JAX's persistent compilation cache under `cache_dir`/xla: a sweep compiles
   each (algorithm, shape) once per machine instead of once per run (on CPU a
-  shape costs ~10 s, a large part of a short run). The variable NAR_COMPILE_CACHE
-  overrides it: 0 (or off) turns it off, a path puts every run's cache there
-  whatever its `cache_dir` (runs with their own data caches, e.g. the tests)."""
-  setting = os.environ.get('NAR_COMPILE_CACHE', '1')
-  if setting.lower() in ('0', 'off', 'false', 'no'):
+  shape costs ~10 s, a large part of a short run); NAR_COMPILE_CACHE moves it or
+  turns it off (`nar.config.compile_cache_dir`)."""
+  directory = compile_cache_dir(cache_dir)
+  if directory is None:
     return
-  if setting.lower() in ('', '1', 'on', 'true', 'yes'):
-    directory = os.path.join(cache_dir, 'xla')
-  else:
-    directory = setting
   jax.config.update('jax_compilation_cache_dir', directory)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
