@@ -167,6 +167,35 @@ def _max_plus_bwd(residuals, g):
 max_plus.defvjp(_max_plus_fwd, _max_plus_bwd)
 
 
+@jax.custom_vjp
+def max_over_senders(msgs: jax.Array, sender_ok: jax.Array) -> jax.Array:
+  """out[b, i] = max over senders a with sender_ok[b, a] of msgs[b, a, i] (-BIG if none).
+
+  msgs `[B, A, N, H]`, sender_ok `[B, A]` bool -> `[B, N, H]`. The gradient is
+  autodiff's of `jnp.max` of the masked messages (split equally between tied
+  maxima, nothing to masked senders), computed in fewer passes over the
+  `[B, A, N, H]` messages than autodiff's (which writes out the tie mask, the
+  broadcast share and their product: 4-12% of a training step on a CPU)."""
+  return jnp.max(jnp.where(sender_ok[:, :, None, None], msgs, -BIG), axis=1)
+
+
+def _max_over_senders_fwd(msgs, sender_ok):
+  return max_over_senders(msgs, sender_ok), (msgs, sender_ok)
+
+
+def _max_over_senders_bwd(residuals, g):
+  msgs, sender_ok = residuals
+  # The maximum is taken again here rather than stored (see `_max_plus_bwd`).
+  masked = jnp.where(sender_ok[:, :, None, None], msgs, -BIG)
+  hit = masked == jnp.max(masked, axis=1, keepdims=True)
+  share = g / jnp.sum(hit, axis=1, dtype=g.dtype)
+  routed = jnp.where(hit & sender_ok[:, :, None, None], share[:, None], 0.0)
+  return routed.astype(msgs.dtype), None
+
+
+max_over_senders.defvjp(_max_over_senders_fwd, _max_over_senders_bwd)
+
+
 class MPNNParams(NamedTuple):
   m_1: Affine
   m_2: Affine
@@ -249,8 +278,7 @@ def mpnn_step(p: MPNNParams, node_fts: jax.Array, edges: FoldedEdges, graph_fts:
 
   msgs = (msg_1[:, None, :, :] + msg_2[:, :, None, :] + msg_e + msg_g[:, None, None, :])
   msgs = mlp_apply(p.mlp, jax.nn.relu(msgs))
-  msgs = jnp.where(sender_ok[:, :, None, None], msgs, -BIG)
-  msgs = jnp.max(msgs, axis=1)                                   # [B, N, H]
+  msgs = max_over_senders(msgs, sender_ok)                       # [B, N, H]
 
   ret = jax.nn.relu(p.o1(z) + p.o2(msgs))
   if p.ln is not None:

@@ -250,3 +250,79 @@ def test_length_groups_setting_resolves_per_backend_and_data():
   assert resolve_length_groups(0, lengths_vary=False, backend='cpu') == 1
   assert resolve_length_groups(0, lengths_vary=True, backend='gpu') == 1
   assert resolve_length_groups(0, lengths_vary=True, backend='tpu') == 1
+
+
+@pytest.mark.parametrize('algorithm,weight_grad', [('dfs', 'auto'), ('floyd_warshall', 'auto'),
+                                                   ('dfs', 'transposed')])
+def test_same_gradient_as_dm_clrs(algorithm, weight_grad, monkeypatch):
+  """Our backward pass (custom gradients of the triplet max and of the max over
+  senders, remat, the weight gradients' layout) gives dm-clrs's gradient of its
+  own loss, parameter by parameter. (Not the sorting algorithms: dm-clrs's loss
+  of a permutation output draws Gumbel noise.) 'transposed': every large-enough
+  dot's weight gradient through the transposed layout, whatever the sizes."""
+  from nar import layers
+  monkeypatch.setattr(layers, 'WEIGHT_GRAD', weight_grad)
+  if weight_grad == 'transposed':
+    monkeypatch.setattr(layers, 'TRANSPOSED_GRAD_MIN_ROWS', 1)
+  batch, spec = make_batch(algorithm, 6, 3, time_bucketing=False)
+  fb = _feedback(batch, spec)
+  ref = baselines.BaselineModel(
+      spec, fb, clrs.get_processor_factory('triplet_gmpnn', use_ln=True, nb_triplet_fts=8),
+      hidden_dim=H, encode_hints=True, decode_hints=True, encoder_init='xavier_on_scalars')
+  ref.init(fb.features, 7)
+  params = ref.params
+  net = _net(spec, batch)
+
+  def ours(p):
+    out = net.apply(p, jax.random.PRNGKey(0), batch.inputs, batch.hints, batch.lengths,
+                    batch.node_mask, is_training=True)
+    return supervised_loss(spec, out, batch)[0]
+  g_ours = jax.jit(jax.grad(ours))(params)
+  g_ref = jax.grad(lambda p: ref._loss(p, jax.random.PRNGKey(0), fb, 0))(params)
+  scale = max(float(jnp.max(jnp.abs(x))) for x in jax.tree_util.tree_leaves(g_ref))
+  for path, a in jax.tree_util.tree_leaves_with_path(g_ours):
+    b = g_ref
+    for k in path:
+      b = b[k.key]
+    np.testing.assert_allclose(a, b, atol=1e-4 * scale, rtol=2e-3, err_msg=jax.tree_util.keystr(path))
+
+
+def test_max_over_senders_gradient_is_autodiffs_with_ties_and_masked_senders():
+  """The fused backward of the max over senders routes the gradient as autodiff
+  of `jnp.max` does: split between exact ties, nothing to masked senders, and a
+  sample with no sender at all (a padded one) gets nothing."""
+  from nar import processors
+  k1, k2 = jax.random.split(jax.random.PRNGKey(3))
+  msgs = jnp.round(2 * jax.random.normal(k1, (3, 5, 4, 6))) / 2      # many exact ties
+  msgs = msgs.at[0, 1].set(msgs[0, 2])                                 # senders 1, 2 always tied
+  ok = jnp.array([[1, 1, 1, 0, 1], [0, 0, 0, 0, 0], [1, 0, 1, 1, 1]], bool)
+  g = jax.random.normal(k2, (3, 4, 6))
+  plain = lambda m: jnp.max(jnp.where(ok[:, :, None, None], m, -processors.BIG), axis=1)  # noqa: E731
+  out, vjp = jax.vjp(lambda m: processors.max_over_senders(m, ok), msgs)
+  ref_out, ref_vjp = jax.vjp(plain, msgs)
+  np.testing.assert_array_equal(out, ref_out)
+  grad, ref_grad = jax.jit(vjp)(g)[0], ref_vjp(g)[0]
+  np.testing.assert_allclose(grad, ref_grad, atol=1e-7)
+  assert np.count_nonzero(grad[0, :3]) > grad[0, 0].size                # ties share
+  assert not np.any(grad[1])                                           # the empty sample
+  assert not np.any(grad[0, 3])                                        # a masked sender
+
+
+def test_matmul_weight_gradient_layouts_agree(monkeypatch):
+  """`matmul`'s weight gradient written out transposed (XLA:CPU's fast kernel)
+  equals XLA's own, and the input gradient too."""
+  from nar import layers
+  k1, k2, k3 = jax.random.split(jax.random.PRNGKey(4), 3)
+  x = jax.random.normal(k1, (4, 8, 8, 32))
+  w = jax.random.normal(k2, (32, 24))
+  g = jax.random.normal(k3, (4, 8, 8, 24))
+  monkeypatch.setattr(layers, 'TRANSPOSED_GRAD_MIN_ROWS', 1)
+  grads = {}
+  for mode in ('native', 'transposed'):
+    monkeypatch.setattr(layers, 'WEIGHT_GRAD', mode)
+    grads[mode] = jax.jit(jax.grad(lambda x, w: jnp.sum(layers.matmul(x, w) * g),
+                                   argnums=(0, 1)))(x, w)
+  hlo = jax.jit(jax.grad(lambda w: jnp.sum(layers.matmul(x, w) * g))).lower(w).as_text()
+  assert 'optimization_barrier' in hlo
+  for a, b in zip(grads['native'], grads['transposed']):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
