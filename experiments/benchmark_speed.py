@@ -49,6 +49,30 @@ def _time(fn, batches, repeats: int) -> float:
   return (time.perf_counter() - t0) / (repeats * len(batches))
 
 
+def _time_rounds(steppers: dict, repeats: int) -> dict:
+  """Seconds per call of each stepper, round by round: `repeats` rounds, each
+  timing every stepper once over its batches, in turn. Drift of the machine
+  (other tenants, clock) then reaches all of them alike, so the ratio of two in
+  the same round is steadier than the ratio of two timed one after the other.
+
+  Args:
+    steppers: name -> (fn, batches).
+  Returns:
+    name -> list of `repeats` seconds per call.
+  """
+  for fn, batches in steppers.values():
+    for b in batches:
+      fn(b)
+  out = {name: [] for name in steppers}
+  for _ in range(repeats):
+    for name, (fn, batches) in steppers.items():
+      t0 = time.perf_counter()
+      for b in batches:
+        fn(b)
+      out[name].append((time.perf_counter() - t0) / len(batches))
+  return out
+
+
 def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, num_batches: int,
                     repeats: int, processor: str, with_relic: bool,
                     reference: bool = True, relic_pairs: Optional[int] = None,
@@ -82,20 +106,27 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
              jax.default_backend()),
          'T_mean': float(np.mean([s.length for ss in sample_sets for s in ss])),
          'relic_pairs': config.relic_pairs}
-  if reference or not with_relic:    # --relic times our baseline step itself
-    ours_s = _time_our_step(spec, config, batches, repeats)
+  if reference:
+    rounds = _time_rounds({'ours': _our_stepper(spec, config, batches),
+                           'dm_clrs': _reference_stepper(spec, config, batches)}, repeats)
+    ours_s, ref_s = float(np.median(rounds['ours'])), float(np.median(rounds['dm_clrs']))
+    ratios = [r / o for o, r in zip(rounds['ours'], rounds['dm_clrs'])]
+    row.update({'ours_samples_per_s': batch_size / ours_s,
+                'ours_per_device_samples_per_s': batch_size / ours_s / n_dev,
+                'dm_clrs_samples_per_s': batch_size / ref_s,
+                'speedup': float(np.median(ratios)),
+                'speedup_rounds': ratios})
+  else:                 # --no-reference (with --relic: our baseline step as its reference)
+    ours_s = _time(*_our_stepper(spec, config, batches), repeats)
     row.update({'ours_samples_per_s': batch_size / ours_s,
                 'ours_per_device_samples_per_s': batch_size / ours_s / n_dev})
-  if reference:
-    ref_s = _time_reference_step(spec, config, batches, repeats)
-    row.update({'dm_clrs_samples_per_s': batch_size / ref_s, 'speedup': ref_s / ours_s})
   if with_relic:
     row.update(_bench_relic(algorithm, config, spec, sample_sets, repeats))
   return row
 
 
-def _time_reference_step(spec, config, batches, repeats) -> float:
-  """Seconds per training step of dm-clrs's BaselineModel on `batches`."""
+def _reference_stepper(spec, config, batches):
+  """(one training step of dm-clrs's BaselineModel, its inputs for `batches`)."""
   import jax
   import clrs
   from clrs._src import baselines
@@ -111,11 +142,11 @@ def _time_reference_step(spec, config, batches, repeats) -> float:
 
   def ref_step(fb):
     return float(ref.feedback(key, fb))
-  return _time(ref_step, feedbacks, repeats)
+  return ref_step, feedbacks
 
 
-def _time_our_step(spec, config, batches, repeats) -> float:
-  """Seconds per training step of our baseline on the same `batches`."""
+def _our_stepper(spec, config, batches):
+  """(one training step of our baseline, its inputs for the same `batches`)."""
   import jax
   from nar import methods
   from nar import train as T
@@ -133,7 +164,7 @@ def _time_our_step(spec, config, batches, repeats) -> float:
   def our_step(b):
     state[0], state[1], loss, _, _ = update(state[0], state[1], key, b)
     return float(loss)
-  return _time(our_step, placed, repeats)
+  return our_step, placed
 
 
 def _relic_update(cfg, spec, sample_sets, placement):
@@ -423,7 +454,8 @@ def main(argv=None) -> int:
   p.add_argument('--batch-size', type=int, default=32)
   p.add_argument('--size', type=int, default=16)
   p.add_argument('--batches', type=int, default=2)
-  p.add_argument('--repeats', type=int, default=3)
+  p.add_argument('--repeats', type=int, default=5,
+                 help='timed rounds (against dm-clrs: each round times both, in turn)')
   p.add_argument('--processor', default='triplet_gmpnn')
   p.add_argument('--relic', action='store_true',
                  help='also time Hint-ReLIC steps (rollout and one-step twins)')
@@ -519,16 +551,18 @@ def _save(path: Optional[str], rows: list) -> None:
 def _print_reference(rows) -> None:
   print()
   print('| algorithm | T (mean) | length groups | devices | dm-clrs samples/s | '
-        'ours samples/s (total) | ours per device | speed-up |')
-  print('|---|---|---|---|---|---|---|---|')
+        'ours samples/s (total) | ours per device | speed-up (median of rounds) | rounds min-max |')
+  print('|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     ref = (f"{r['dm_clrs_samples_per_s']:.1f}" if 'dm_clrs_samples_per_s' in r
            else 'not measured (--no-reference)')
     speedup = f"{r['speedup']:.2f}x" if 'speedup' in r else ''
+    rounds = r.get('speedup_rounds')
+    spread = f"{min(rounds):.2f}-{max(rounds):.2f}x" if rounds else ''
     print(f"| {r['algorithm']} | {r['T']} ({r.get('T_mean', r['T']):.1f}) | "
           f"{r.get('length_groups_used', 1)} | {r['devices']} | {ref} | "
           f"{r['ours_samples_per_s']:.1f} | {r['ours_per_device_samples_per_s']:.1f} | "
-          f"{speedup} |")
+          f"{speedup} | {spread} |")
 
 
 def _print_multi_task(rows) -> None:
