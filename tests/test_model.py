@@ -33,17 +33,23 @@ def _net(spec, batch, kind='triplet_gmpnn'):
                   NetConfig(ProcessorConfig(kind=kind, hidden=H)))
 
 
-@pytest.mark.parametrize('algorithm', ['insertion_sort', 'dfs', 'floyd_warshall', 'graham_scan',
-                                       'lcs_length', 'segments_intersect'])
-def test_same_outputs_and_loss_as_dm_clrs(algorithm):
+def _with_reference(algorithm):
+  """A small batch, its spec and feedback, dm-clrs's BaselineModel initialised on
+  it, and our network for the same spec."""
   batch, spec = make_batch(algorithm, 6, 3, time_bucketing=False)
   fb = _feedback(batch, spec)
   ref = baselines.BaselineModel(
       spec, fb, clrs.get_processor_factory('triplet_gmpnn', use_ln=True, nb_triplet_fts=8),
       hidden_dim=H, encode_hints=True, decode_hints=True, encoder_init='xavier_on_scalars')
   ref.init(fb.features, 7)
+  return batch, spec, fb, ref, _net(spec, batch)
+
+
+@pytest.mark.parametrize('algorithm', ['insertion_sort', 'dfs', 'floyd_warshall', 'graham_scan',
+                                       'lcs_length', 'segments_intersect'])
+def test_same_outputs_and_loss_as_dm_clrs(algorithm):
+  batch, spec, fb, ref, net = _with_reference(algorithm)
   params = ref.params
-  net = _net(spec, batch)
   ours_template = net.init(jax.random.PRNGKey(0), batch.inputs, batch.hints, batch.lengths,
                            batch.node_mask, is_training=False)
   # Same parameter tree: a dm-clrs checkpoint loads as is.
@@ -264,14 +270,8 @@ def test_same_gradient_as_dm_clrs(algorithm, weight_grad, monkeypatch):
   monkeypatch.setattr(layers, 'WEIGHT_GRAD', weight_grad)
   if weight_grad == 'transposed':
     monkeypatch.setattr(layers, 'TRANSPOSED_GRAD_MIN_ROWS', 1)
-  batch, spec = make_batch(algorithm, 6, 3, time_bucketing=False)
-  fb = _feedback(batch, spec)
-  ref = baselines.BaselineModel(
-      spec, fb, clrs.get_processor_factory('triplet_gmpnn', use_ln=True, nb_triplet_fts=8),
-      hidden_dim=H, encode_hints=True, decode_hints=True, encoder_init='xavier_on_scalars')
-  ref.init(fb.features, 7)
+  batch, spec, fb, ref, net = _with_reference(algorithm)
   params = ref.params
-  net = _net(spec, batch)
 
   def ours(p):
     out = net.apply(p, jax.random.PRNGKey(0), batch.inputs, batch.hints, batch.lengths,
