@@ -42,10 +42,14 @@ def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
 WEIGHT_GRAD = 'auto'
 TRANSPOSED_GRAD_MIN_ROWS = 2048
 TRANSPOSED_GRAD_MAX_WIDTH = 64
+# Narrow outputs (a pointer decoder's last layer has one column) keep the native
+# dot: the transposed layout was measured only on the MLPs' dots of width 64 and 128.
+TRANSPOSED_GRAD_MIN_OUT_WIDTH = 16
 
 
 def _transposed_weight_grad(x: jax.Array, w: jax.Array) -> bool:
-  if WEIGHT_GRAD == 'native' or x.shape[0] < TRANSPOSED_GRAD_MIN_ROWS or w.shape[1] < 16:
+  if (WEIGHT_GRAD == 'native' or x.shape[0] < TRANSPOSED_GRAD_MIN_ROWS
+      or w.shape[1] < TRANSPOSED_GRAD_MIN_OUT_WIDTH):
     return False
   if WEIGHT_GRAD == 'transposed':
     return True
