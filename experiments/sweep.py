@@ -43,6 +43,14 @@ class Protocol:
   seeds: int
   algorithm_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   description: str = ''
+  # Algorithms whose runs are too long for `seeds` of them: their own count.
+  algorithm_seeds: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+  def seeds_for(self, algorithm: str) -> int:
+    """How many seeds the protocol gives `algorithm` (a multi-task entry: the
+    fewest of its members', the costly member's run being part of it)."""
+    return min(self.algorithm_seeds.get(a, self.seeds)
+               for a in algorithm.split(MULTI_TASK_JOIN))
 
   def settings(self, algorithm: str) -> dict:
     """The protocol's TrainConfig settings for one algorithm, or for a multi-task
@@ -96,8 +104,14 @@ def register_protocol(protocol: Protocol) -> Protocol:
   unknown = sorted(set(protocol.algorithm_overrides) - set(CLRS30_ALGORITHMS))
   if unknown:
     raise ConfigError(f'protocol {protocol.name!r}: unknown algorithms {", ".join(unknown)}')
-  if isinstance(protocol.seeds, bool) or not isinstance(protocol.seeds, int) or protocol.seeds <= 0:
-    raise ConfigError(f'protocol {protocol.name!r}: seeds must be a positive integer')
+  for where, n in [('seeds', protocol.seeds),
+                   *((f'algorithm_seeds[{a!r}]', n) for a, n in protocol.algorithm_seeds.items())]:
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+      raise ConfigError(f'protocol {protocol.name!r}: {where} must be a positive integer')
+  unknown = sorted(set(protocol.algorithm_seeds) - set(CLRS30_ALGORITHMS))
+  if unknown:
+    raise ConfigError(f'protocol {protocol.name!r}: algorithm_seeds names unknown algorithms '
+                      f'{", ".join(unknown)}')
   PROTOCOLS[protocol.name] = protocol
   return protocol
 
@@ -132,9 +146,12 @@ register_protocol(Protocol(
     name='mid',
     overrides=dict(hidden=64, batch_size=32, steps=3000, eval_every=100, test_size=64),
     seeds=5,
+    # 5 seeds where a run takes under 15 minutes, 3 otherwise (issue 15): a quicksort
+    # baseline run trains for ~30 minutes on a 2-core CPU (results/mid/README.md).
+    algorithm_seeds={'quicksort': 3},
     description='Between cpu and paper: hidden 64, the reference batch of 32, validation '
                 'every 100 steps, test at n = 64; the step budget chosen by the protocol '
-                'check in results/mid-check (README there).'))
+                'check in results/mid-check (README there); quicksort 3 seeds.'))
 
 # Triplet-GMPNN OOD micro-F1 (Ibarz et al. 2022, 10 seeds, FIELD.md), in %.
 TRIPLET_GMPNN = {
@@ -173,9 +190,11 @@ def variants(vary: Optional[dict]) -> list[dict]:
   return [dict(zip(keys, values)) for values in itertools.product(*(vary[k] for k in keys))]
 
 
-def grid(algorithms, methods, seeds: int, vary: Optional[dict] = None):
+def grid(algorithms, methods, seeds, vary: Optional[dict] = None):
+  """[(algorithm, method, variant, seed)]; `seeds`: a count, or a function of the
+  algorithm giving its count."""
   return [(a, m, v, s) for a in algorithms for m in methods for v in variants(vary)
-          for s in range(seeds)]
+          for s in range(seeds(a) if callable(seeds) else seeds)]
 
 
 def parse_shard(text: Optional[str]) -> tuple[int, int]:
@@ -434,14 +453,15 @@ def _merge_grid(path: str, protocol: str, grid_def: dict) -> None:
     print(f'warning: {path} is not a sweep record; replaced')
 
 
-def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str = None,
+def sweep(protocol: str, algorithms, methods, seeds: Optional[int], out: str, shard: str = None,
           workers: int = 1, overrides: Optional[dict] = None, progress: bool = True,
           vary: Optional[dict] = None, compile_warmup: bool = True) -> list:
   """Runs (or resumes) this shard of the grid; returns [(run dir, status)].
 
   With `workers` > 1 and `compile_warmup`, runs that compile the same programs
   (`compile_signature`) wait for the first of them to compile and share its
-  persistent compilation cache (`_run_parallel`)."""
+  persistent compilation cache (`_run_parallel`). `seeds` None: the protocol's
+  count for each algorithm (`Protocol.seeds_for`)."""
   from nar.config import config_conflicts, load_config_file
   for entry in algorithms:
     for a in entry.split(MULTI_TASK_JOIN):
@@ -458,7 +478,8 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
   for a, m, v, _ in grid(algorithms, methods, 1, vary):  # e.g. Hint-ReLIC without a rule
     check_runnable(make_config(protocol, a, m, 0, out, overrides or {}, v))
   todo, report, conflicts = [], [], []
-  for k, (a, m, v, s) in enumerate(grid(algorithms, methods, seeds, vary)):
+  seeds_of = get_protocol(protocol).seeds_for if seeds is None else seeds
+  for k, (a, m, v, s) in enumerate(grid(algorithms, methods, seeds_of, vary)):
     if k % n != i:
       continue
     cfg = make_config(protocol, a, m, s, out, overrides or {}, v)
@@ -482,7 +503,8 @@ def sweep(protocol: str, algorithms, methods, seeds: int, out: str, shard: str =
                       'a run with other settings than this sweep asks for: '
                       + ', '.join(conflicts[:3]) + (' ...' if len(conflicts) > 3 else '')
                       + '; pass the same --protocol/--set values, or another --out')
-  record_grid(out, protocol, algorithms, methods, seeds, overrides, vary)
+  record_grid(out, protocol, algorithms, methods,
+              get_protocol(protocol).seeds if seeds is None else seeds, overrides, vary)
   print(f'[sweep] {len(todo)} run(s) to do, {len(report)} already finished (shard {i}/{n})')
   if workers > 1:
     report.extend(_run_parallel(todo, workers, compile_warmup, progress))
@@ -606,13 +628,21 @@ class _Scores:
     return _comparison_pairs(self.methods)
 
 
+def _expected(recorded: int, protocol: Optional[Protocol], algorithm: str) -> int:
+  """Seeds that complete an algorithm's cell: the grid's count, at most the
+  protocol's own count for the algorithm (its exceptions for long runs)."""
+  return recorded if protocol is None else min(recorded, protocol.seeds_for(algorithm))
+
+
 def _scores(root: str, rows: list[dict]) -> _Scores:
-  expected_seeds = None
+  expected_seeds, protocol = None, None
   meta_path = os.path.join(root, 'sweep.json')
   if os.path.exists(meta_path):
     try:
       with open(meta_path) as f:
-        expected_seeds = json.load(f)['seeds']
+        record = json.load(f)
+      expected_seeds = record['seeds']
+      protocol = PROTOCOLS.get(record.get('protocol'))
       if isinstance(expected_seeds, bool) or not isinstance(expected_seeds, int):
         raise TypeError(expected_seeds)
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -643,7 +673,7 @@ def _scores(root: str, rows: list[dict]) -> _Scores:
   return _Scores(
       by_size=by_size, methods=methods, algos=sorted({r['algorithm'] for r in rows}), by_seed=by_seed, by=by,
       mean={key: _mean_std(xs)[0] for key, xs in by.items()},
-      complete={key: expected_seeds is None or len(xs) >= expected_seeds
+      complete={key: expected_seeds is None or len(xs) >= _expected(expected_seeds, protocol, key[0])
                 for key, xs in by.items()},
       val_by=val_by, minutes_by=minutes_by, expected_seeds=expected_seeds)
 
@@ -690,7 +720,8 @@ def _ood_table(root: str, s: _Scores) -> list[str]:
   lines = [f'# Results under `{root}`', '',
            'OOD test score (micro-F1 family, `clrs.evaluate`) in %, mean +- std over seeds '
            '(count in brackets). Triplet-GMPNN: Ibarz et al. 2022, 10 seeds, 10,000 steps. '
-           + ('A cell with fewer seeds than the grid asked for is marked *incomplete* and '
+           + ('A cell with fewer seeds than the grid asked for (or than the protocol gives the '
+              'algorithm, where fewer: its long runs) is marked *incomplete* and '
               'left out of the family means.' if s.expected_seeds else '')
            + ' Differences are paired by seed (over the seeds both methods have): mean of the '
            'per-seed differences, its 95% t-interval over seeds in brackets (an interval that '
@@ -989,7 +1020,9 @@ def add_commands(sub) -> None:
   p.add_argument('--methods', default='baseline,hint_relic')
   p.add_argument('--seeds', type=int, default=None,
                  help="default: the protocol's ("
-                      + ', '.join(f'{p.name} {p.seeds}' for p in PROTOCOLS.values()) + ')')
+                      + ', '.join(f'{p.name} {p.seeds}' + ''.join(
+                          f', {a} {n}' for a, n in p.algorithm_seeds.items())
+                                  for p in PROTOCOLS.values()) + ')')
   p.add_argument('--out', required=True)
   p.add_argument('--shard', default=None, help='i/N: this machine runs runs i, i+N, ...')
   p.add_argument('--workers', type=int, default=1,
@@ -1022,10 +1055,9 @@ def parse_vary(items: list[str]) -> dict:
 
 def _cmd_sweep(args) -> int:
   overrides = parse_overrides(args.set)
-  seeds = args.seeds if args.seeds is not None else get_protocol(args.protocol).seeds
-  if seeds <= 0:
+  if args.seeds is not None and args.seeds <= 0:
     raise ConfigError('--seeds must be a positive integer')
-  done = sweep(args.protocol, args.algorithms, args.methods.split(','), seeds, args.out,
+  done = sweep(args.protocol, args.algorithms, args.methods.split(','), args.seeds, args.out,
                args.shard, args.workers, overrides, vary=parse_vary(args.vary),
                compile_warmup=args.compile_warmup)
   for path, status in done:

@@ -69,6 +69,53 @@ def test_incomplete_grid_is_reported_as_such(tmp_path):
   assert '| 20.00 (1/12: dfs) |' in family       # bfs (1 of 3 seeds) left out, and named
 
 
+def test_a_protocols_long_run_algorithms_take_their_own_seed_count(tmp_path):
+  """mid gives quicksort (runs of ~30 minutes here) 3 seeds, the others 5: a sweep
+  without --seeds runs that many, and the report calls 3 quicksort seeds complete
+  while 3 kadane seeds are not."""
+  mid = sw.get_protocol('mid')
+  assert (mid.seeds_for('quicksort'), mid.seeds_for('binary_search')) == (3, 5)
+  assert mid.seeds_for('quicksort+binary_search') == 3
+  cells = sw.grid(['quicksort', 'binary_search'], ['baseline'], mid.seeds_for)
+  assert [s for a, _, _, s in cells if a == 'quicksort'] == [0, 1, 2]
+  assert [s for a, _, _, s in cells if a == 'binary_search'] == [0, 1, 2, 3, 4]
+  out = tmp_path / 'g'
+  for algorithm in ('quicksort', 'find_maximum_subarray_kadane'):
+    for seed in range(3):
+      d = out / algorithm / 'baseline' / f'seed{seed}'
+      d.mkdir(parents=True)
+      json.dump({'algorithm': algorithm, 'method': 'baseline', 'seed': seed, 'test_score': 0.5},
+                open(d / 'results.json', 'w'))
+  json.dump({'protocol': 'mid', 'seeds': 5}, open(out / 'sweep.json', 'w'))
+  rows = {}
+  for line in sw.report(str(out), plots=False).splitlines():       # the first table: OOD
+    if line.startswith(('| quicksort |', '| find_maximum_subarray_kadane |')):
+      rows.setdefault(line.split('|')[1].strip(), line)
+  assert '*incomplete*' not in rows['quicksort'] and '(3)' in rows['quicksort']
+  assert '*incomplete*' in rows['find_maximum_subarray_kadane']
+  # A grid asked for fewer seeds than the protocol's exception: the grid's count.
+  json.dump({'protocol': 'mid', 'seeds': 2}, open(out / 'sweep.json', 'w'))
+  assert '(3) *incomplete*' not in sw.report(str(out), plots=False)
+  with pytest.raises(ConfigError, match='algorithm_seeds'):
+    sw.register_protocol(sw.Protocol(name='bad', overrides={}, seeds=1,
+                                     algorithm_seeds={'quicksort': 0}))
+  with pytest.raises(ConfigError, match='bogosort'):
+    sw.register_protocol(sw.Protocol(name='bad', overrides={}, seeds=1,
+                                     algorithm_seeds={'bogosort': 2}))
+  assert 'bad' not in sw.PROTOCOLS
+
+
+def test_a_sweep_without_seeds_runs_the_protocols_count_for_each_algorithm(tmp_path, monkeypatch):
+  monkeypatch.setattr(sw, 'PROTOCOLS', dict(sw.PROTOCOLS))     # registry restored afterwards
+  sw.register_protocol(sw.Protocol(name='toy', overrides=TINY, seeds=2,
+                                   algorithm_seeds={'bfs': 1}))
+  out = str(tmp_path / 'grid')
+  done = sw.sweep('toy', ['bfs'], ['baseline'], None, out,
+                  overrides={'cache_dir': str(tmp_path / 'cache')}, progress=False)
+  assert [path for path, _ in done] == [sw.run_dir(out, 'bfs', 'baseline', 0)]
+  assert json.load(open(os.path.join(out, 'sweep.json')))['seeds'] == 2
+
+
 def test_bad_shard_and_protocol():
   with pytest.raises(ConfigError):
     sw.parse_shard('3/2')
