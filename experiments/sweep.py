@@ -101,17 +101,16 @@ def register_protocol(protocol: Protocol) -> Protocol:
     if bad:
       raise ConfigError(f'protocol {protocol.name!r}: {where} sets {", ".join(bad)}, '
                         'which a protocol cannot set')
-  unknown = sorted(set(protocol.algorithm_overrides) - set(CLRS30_ALGORITHMS))
-  if unknown:
-    raise ConfigError(f'protocol {protocol.name!r}: unknown algorithms {", ".join(unknown)}')
+  for where, named in (('algorithm_overrides', protocol.algorithm_overrides),
+                       ('algorithm_seeds', protocol.algorithm_seeds)):
+    unknown = sorted(set(named) - set(CLRS30_ALGORITHMS))
+    if unknown:
+      raise ConfigError(f'protocol {protocol.name!r}: {where} names unknown algorithms '
+                        f'{", ".join(unknown)}')
   for where, n in [('seeds', protocol.seeds),
                    *((f'algorithm_seeds[{a!r}]', n) for a, n in protocol.algorithm_seeds.items())]:
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
       raise ConfigError(f'protocol {protocol.name!r}: {where} must be a positive integer')
-  unknown = sorted(set(protocol.algorithm_seeds) - set(CLRS30_ALGORITHMS))
-  if unknown:
-    raise ConfigError(f'protocol {protocol.name!r}: algorithm_seeds names unknown algorithms '
-                      f'{", ".join(unknown)}')
   PROTOCOLS[protocol.name] = protocol
   return protocol
 
@@ -478,7 +477,9 @@ def sweep(protocol: str, algorithms, methods, seeds: Optional[int], out: str, sh
   for a, m, v, _ in grid(algorithms, methods, 1, vary):  # e.g. Hint-ReLIC without a rule
     check_runnable(make_config(protocol, a, m, 0, out, overrides or {}, v))
   todo, report, conflicts = [], [], []
-  seeds_of = get_protocol(protocol).seeds_for if seeds is None else seeds
+  # None: each algorithm's count of the protocol; sweep.json records the protocol's default.
+  chosen = get_protocol(protocol)
+  seeds_of, recorded_seeds = (chosen.seeds_for, chosen.seeds) if seeds is None else (seeds, seeds)
   for k, (a, m, v, s) in enumerate(grid(algorithms, methods, seeds_of, vary)):
     if k % n != i:
       continue
@@ -503,8 +504,7 @@ def sweep(protocol: str, algorithms, methods, seeds: Optional[int], out: str, sh
                       'a run with other settings than this sweep asks for: '
                       + ', '.join(conflicts[:3]) + (' ...' if len(conflicts) > 3 else '')
                       + '; pass the same --protocol/--set values, or another --out')
-  record_grid(out, protocol, algorithms, methods,
-              get_protocol(protocol).seeds if seeds is None else seeds, overrides, vary)
+  record_grid(out, protocol, algorithms, methods, recorded_seeds, overrides, vary)
   print(f'[sweep] {len(todo)} run(s) to do, {len(report)} already finished (shard {i}/{n})')
   if workers > 1:
     report.extend(_run_parallel(todo, workers, compile_warmup, progress))
