@@ -125,11 +125,41 @@ def bench_algorithm(algorithm: str, *, hidden: int, batch_size: int, size: int, 
   return row
 
 
+class _OneDeviceJax:
+  """The `jax` module as dm-clrs's baselines module sees it on a machine with
+  several local devices: one device, the first. dm-clrs 2.0.3's BaselineModel
+  pmaps over every local device whenever there are several, through
+  `jax.device_put_replicated`, which JAX 0.10 removed: as it stands it cannot
+  even initialise there. With this view it runs as on a one-device machine
+  (jit on the default device), the reference a dm-clrs user gets."""
+
+  def __init__(self, module):
+    self._module = module
+
+  def __getattr__(self, name):
+    return getattr(self._module, name)
+
+  def local_device_count(self) -> int:
+    return 1
+
+  def local_devices(self, *args, **kwargs):
+    return self._module.local_devices(*args, **kwargs)[:1]
+
+
+def _dm_clrs_baselines():
+  """dm-clrs's baselines module, set to one device where this process has several."""
+  import jax
+  from clrs._src import baselines
+  if jax.local_device_count() > 1 and not isinstance(baselines.jax, _OneDeviceJax):
+    baselines.jax = _OneDeviceJax(jax)
+  return baselines
+
+
 def _reference_stepper(spec, config, batches):
   """(one training step of dm-clrs's BaselineModel, its inputs for `batches`)."""
   import jax
   import clrs
-  from clrs._src import baselines
+  baselines = _dm_clrs_baselines()
   feedbacks = [_feedback(b, spec) for b in batches]
   factory = clrs.get_processor_factory(config.processor, use_ln=True, nb_triplet_fts=8)
   ref = baselines.BaselineModel(
@@ -341,7 +371,6 @@ def bench_evaluation(algorithm: str, *, hidden: int, batch_size: int, size: int,
   (the test split's first `batch_size`), after compilation."""
   import jax
   import clrs
-  from clrs._src import baselines
   from nar import data as data_lib
   from nar import train as T
   from nar.config import TrainConfig
@@ -352,7 +381,7 @@ def bench_evaluation(algorithm: str, *, hidden: int, batch_size: int, size: int,
   chunk, _ = next(data_lib.iterate_chunks(split, batch_size))
   feedback = _feedback(chunk, spec)
   factory = clrs.get_processor_factory(processor, use_ln=True, nb_triplet_fts=8)
-  ref = baselines.BaselineModel(
+  ref = _dm_clrs_baselines().BaselineModel(
       spec, feedback, factory, hidden_dim=hidden, encode_hints=True, decode_hints=True,
       encoder_init='xavier_on_scalars', use_lstm=False, dropout_prob=0.0)
   ref.init(feedback.features, 42)
