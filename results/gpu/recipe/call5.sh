@@ -3,8 +3,8 @@
 # PRESET=t16 (default): insertion_sort seeds 3-4 of both methods (Hint-ReLIC with 2 sampling
 # processes), the sample-matched controls (baseline at batch 64) of insertion_sort and
 # binary_search, seeds 0-4; PRESET=ablation: twins_only on insertion_sort and binary_search,
-# seeds 0-4; PRESET=dfs or PRESET=quicksort: both methods, seeds 0-2 (the
-# 5-seed rule needs the runs' minutes first). `nar sweep` starts one run per configuration
+# seeds 0-4; PRESET=dfs: both methods, seeds 0-2; PRESET=quicksort: Hint-ReLIC and the
+# control, seeds 0-2 (the protocol's count for quicksort). `nar sweep` starts one run per configuration
 # first and its other seeds once it has compiled (they share its compilation cache). At most
 # 6 runs at once (docs/devices.md: more starves the 16 host cores). Sweeps skip finished runs
 # and resume unfinished ones, so the same script continues a stopped call.
@@ -34,8 +34,11 @@ case "${PRESET:-t16}" in
     $MID --seeds 3 --algorithms dfs --methods baseline,hint_relic --set sampling_processes=2 --workers 6 > $OUT/sweep_hr.log 2>&1 & ;;
   ablation)   # twins_only (supervised twins, no contrast) where kadane's showed the twins carry the gain
     $MID --seeds 5 --algorithms insertion_sort binary_search --methods twins_only --set sampling_processes=2 --workers 6 > $OUT/sweep_hr.log 2>&1 & ;;
-  quicksort)   # T up to ~85 at n = 16: expect a call to stop part-way; the next resumes
-    $MID --seeds 3 --algorithms quicksort --methods baseline,hint_relic --set sampling_processes=2 --workers 6 > $OUT/sweep_hr.log 2>&1 & ;;
+  quicksort)   # T up to ~85 at n = 16: expect a call to stop part-way; the next resumes. The
+    # baseline's 3 seeds are done (CPU); Hint-ReLIC seed 0 resumes from its checkpoint if the call
+    # carries results/mid/quicksort/hint_relic/seed0/checkpoints (git-ignored).
+    $MID --seeds 3 --algorithms quicksort --methods hint_relic --set sampling_processes=2 --workers 3 > $OUT/sweep_hr.log 2>&1 &
+    $MID --seeds 3 --algorithms quicksort --methods baseline --vary batch_size=64 --workers 3 > $OUT/sweep_ctl.log 2>&1 & ;;
   *) echo "unknown PRESET $PRESET"; exit 1 ;;
 esac
 declare -A EVALD
