@@ -35,8 +35,8 @@ case "${PRESET:-t16}" in
   ablation)   # twins_only (supervised twins, no contrast) where kadane's showed the twins carry the gain
     $MID --seeds 5 --algorithms insertion_sort binary_search --methods twins_only --set sampling_processes=2 --workers 6 > $OUT/sweep_hr.log 2>&1 & ;;
   quicksort)   # T up to ~85 at n = 16: expect a call to stop part-way; the next resumes. The
-    # baseline's 3 seeds are done (CPU); Hint-ReLIC seed 0 resumes from its checkpoint if the call
-    # carries results/mid/quicksort/hint_relic/seed0/checkpoints (git-ignored).
+    # baseline's 3 seeds and Hint-ReLIC's seed 0 are done (CPU); seed 1 resumes from its checkpoint
+    # if the call carries results/mid/quicksort/hint_relic/seed1/checkpoints (git-ignored).
     $MID --seeds 3 --algorithms quicksort --methods hint_relic --set sampling_processes=2 --workers 3 > $OUT/sweep_hr.log 2>&1 &
     $MID --seeds 3 --algorithms quicksort --methods baseline --vary batch_size=64 --workers 3 > $OUT/sweep_ctl.log 2>&1 & ;;
   *) echo "unknown PRESET $PRESET"; exit 1 ;;
