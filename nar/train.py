@@ -408,12 +408,25 @@ class RunDir:
     return records
 
   def truncate_metrics(self, after_step: int, report=print) -> None:
-    """On resume, drop records the resumed run will write again (and any torn line)."""
+    """On resume, drop records the resumed run will write again (and any torn line).
+
+    A run that starts over (`after_step` 0: no checkpoint survived) over records of
+    later steps keeps them in metrics-before-restart.jsonl, with a warning: they are
+    the only trace of the lost training, and the new records replace them here."""
     if not os.path.exists(self.metrics):
       return
-    keep = [r for r in self.read_metrics(report)
-            if isinstance(r.get('step', 0), (int, float)) and r.get('step', 0) <= after_step
-            and r.get('kind') != 'test']
+    records = self.read_metrics(report)
+    steps = [r.get('step', 0) if isinstance(r.get('step', 0), (int, float)) else math.inf
+             for r in records]
+    keep = [r for r, step in zip(records, steps)
+            if step <= after_step and r.get('kind') != 'test']
+    later = [step for step in steps if after_step < step < math.inf]
+    if after_step == 0 and later:
+      aside = os.path.join(self.path, 'metrics-before-restart.jsonl')
+      storage.atomic_write(aside, ''.join(json.dumps(r) + '\n' for r in records))
+      report(f'warning: {self.path} has metrics up to step {max(later)} but no checkpoint to '
+             f'resume from (removed, or lost with the machine); the run starts over at step 0 '
+             f'and those records are kept in {aside}')
     storage.atomic_write(self.metrics, ''.join(json.dumps(r) + '\n' for r in keep))
 
 

@@ -2,12 +2,14 @@
 
 import json
 import os
+import shutil
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from nar import checkpoint, methods
+from nar import train as train_module
 from nar.config import TrainConfig
 from nar.train import RunError, train
 
@@ -53,6 +55,25 @@ def test_tiny_run_writes_results_and_resumes_exactly(tmp_path):
   val_a = [r for r in lines if r['kind'] == 'val']
   val_b = [json.loads(x) for x in open(tmp_path / 'resumed' / 'metrics.jsonl')]
   assert val_a == [r for r in val_b if r['kind'] == 'val']
+
+
+def test_run_whose_checkpoints_were_lost_starts_over_keeping_its_old_records(tmp_path,
+                                                                             monkeypatch):
+  """The checkpoints directory gone (git-ignored, not carried to a new machine), the
+  records of the lost steps are kept aside, with a warning, and the restart is exact."""
+  cache = tmp_path / 'cache'
+  full = train(tiny(tmp_path / 'full', cache), progress=False)
+  assert train(tiny(tmp_path / 'r', cache), progress=False, stop_after=4) == {'stopped_at': 4}
+  before = open(tmp_path / 'r' / 'metrics.jsonl').read()
+  shutil.rmtree(tmp_path / 'r' / 'checkpoints')
+  said = []
+  monkeypatch.setattr(train_module._Reporting, 'warn', lambda self, msg: said.append(msg))
+  again = train(tiny(tmp_path / 'r', cache), progress=False)
+  assert again['test'] == full['test']
+  assert open(tmp_path / 'r' / 'metrics-before-restart.jsonl').read() == before
+  assert any('no checkpoint to resume from' in m and 'step 4' in m for m in said), said
+  val = [json.loads(x) for x in open(tmp_path / 'r' / 'metrics.jsonl')]
+  assert [r['step'] for r in val if r['kind'] == 'val'] == [3, 6]
 
 
 def test_run_directory_of_another_configuration_is_refused(tmp_path):
