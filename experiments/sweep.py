@@ -710,7 +710,8 @@ def _paired(mine: dict, base: dict, with_wins: bool) -> str:
     return 'n/a'
   d = [mine[k] - base[k] for k in seeds]
   ci = t_interval(d)
-  text = f'{_mean_std(d)[0]:+.2f}' + (f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else '')
+  text = f'{_mean_std(d)[0]:+.2f}' + (f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci
+                                       else ' [no interval: 1 seed]')
   return text + (f' (ahead on {sum(x > 0 for x in d)}/{len(seeds)})' if with_wins else '')
 
 

@@ -573,3 +573,16 @@ def test_sweep_refuses_a_worker_count_below_one_before_running(tmp_path, workers
     sw.sweep('cpu', ['bfs'], ['baseline'], 1, str(tmp_path / 'grid'), workers=workers,
              overrides=TINY, progress=False)
   assert not os.path.exists(tmp_path / 'grid')
+
+
+def test_report_says_a_one_seed_difference_has_no_interval(tmp_path):
+  out = tmp_path / 'g'
+  for method, score in (('baseline', 0.5), ('hint_relic', 0.7)):
+    d = out / 'bfs' / method / 'seed0'
+    d.mkdir(parents=True)
+    json.dump({'algorithm': 'bfs', 'method': method, 'seed': 0, 'test_size': 64,
+               'test_score': score, 'best_val': {'score': 0.9, 'step': 5}},
+              open(d / 'results.json', 'w'))
+  text = sw.report(str(out), plots=False)
+  row = next(line for line in text.splitlines() if line.startswith('| bfs |') and '(1)' in line)
+  assert row.rstrip().endswith('| +20.00 [no interval: 1 seed] (ahead on 1/1) |')
