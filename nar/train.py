@@ -328,6 +328,7 @@ class RunDir:
     self.best = os.path.join(self.checkpoints, 'best')
     self.config = os.path.join(path, 'config.json')
     self.metrics = os.path.join(path, 'metrics.jsonl')
+    self.metrics_before_restart = os.path.join(path, 'metrics-before-restart.jsonl')
     self.results = os.path.join(path, 'results.json')
     self.log = os.path.join(path, 'train.log')
 
@@ -411,7 +412,7 @@ class RunDir:
     """On resume, drop records the resumed run will write again (and any torn line).
 
     A run that starts over (`after_step` 0: no checkpoint survived) over records of
-    later steps keeps them in metrics-before-restart.jsonl, with a warning: they are
+    later steps adds them to metrics-before-restart.jsonl, with a warning: they are
     the only trace of the lost training, and the new records replace them here."""
     if not os.path.exists(self.metrics):
       return
@@ -422,12 +423,17 @@ class RunDir:
             if step <= after_step and r.get('kind') != 'test']
     later = [step for step in steps if after_step < step < math.inf]
     if after_step == 0 and later:
-      aside = os.path.join(self.path, 'metrics-before-restart.jsonl')
-      storage.atomic_write(aside, ''.join(json.dumps(r) + '\n' for r in records))
+      aside = self.metrics_before_restart
+      earlier = open(aside).read() if os.path.exists(aside) else ''   # an earlier lost start
+      storage.atomic_write(aside, earlier + _jsonl(records))
       report(f'warning: {self.path} has metrics up to step {max(later)} but no checkpoint to '
              f'resume from (removed, or lost with the machine); the run starts over at step 0 '
              f'and those records are kept in {aside}')
-    storage.atomic_write(self.metrics, ''.join(json.dumps(r) + '\n' for r in keep))
+    storage.atomic_write(self.metrics, _jsonl(keep))
+
+
+def _jsonl(records: list[dict]) -> str:
+  return ''.join(json.dumps(r) + '\n' for r in records)
 
 
 # ----------------------------------------------------------- best checkpoint

@@ -74,6 +74,10 @@ def test_run_whose_checkpoints_were_lost_starts_over_keeping_its_old_records(tmp
   assert any('no checkpoint to resume from' in m and 'step 4' in m for m in said), said
   val = [json.loads(x) for x in open(tmp_path / 'r' / 'metrics.jsonl')]
   assert [r['step'] for r in val if r['kind'] == 'val'] == [3, 6]
+  # Lost a second time: the first start's records stay, the second's are added.
+  second = open(tmp_path / 'r' / 'metrics.jsonl').read()
+  train_module.RunDir(str(tmp_path / 'r')).truncate_metrics(0, report=said.append)
+  assert open(tmp_path / 'r' / 'metrics-before-restart.jsonl').read() == before + second
 
 
 def test_run_directory_of_another_configuration_is_refused(tmp_path):
