@@ -149,6 +149,9 @@ def cmd_evaluate(args) -> int:
     if not args.run_dir:
       raise ConfigError('nar evaluate needs a run directory (or --dm-clrs-params FILE '
                         '--algorithms NAME)')
+    if args.invariance:
+      print(json.dumps(_invariance(args), indent=1))
+      return 0
     from nar.train import evaluate_run_sizes
     res = [r for run_dir in args.run_dir
            for r in evaluate_run_sizes(run_dir, args.size, progress=not args.quiet,
@@ -156,6 +159,16 @@ def cmd_evaluate(args) -> int:
   res = res[0] if len(res) == 1 else res
   print(json.dumps(res, indent=1))
   return 0
+
+
+def _invariance(args):
+  """`nar evaluate RUN --invariance`: one result per run directory."""
+  from nar.train import evaluate_invariance
+  res = [{'run': run_dir, **evaluate_invariance(run_dir, num_samples=args.samples or 64,
+                                                 pairs_per_twin=args.pairs,
+                                                 progress=not args.quiet)}
+         for run_dir in args.run_dir]
+  return res[0] if len(res) == 1 else res
 
 
 def cmd_export(args) -> int:
@@ -210,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--dm-clrs-params', default=None, metavar='FILE',
                  help="a file written by dm-clrs's BaselineModel.save_model (a pickle: "
                       'only files you trust)')
+  p.add_argument('--invariance', action='store_true',
+                 help='instead of the score: how invariant the next step is across twins '
+                      '(retrieval, prediction agreement, similarity; on --samples validation '
+                      'originals, default 64; kept in evaluations.json)')
+  p.add_argument('--pairs', type=_positive_int, default=8,
+                 help='with --invariance: valid step pairs per twin (default 8)')
   p.add_argument('--algorithms', nargs='*', default=None, help='with --dm-clrs-params')
   p.add_argument('--processor', default='triplet_gmpnn',
                  help='with --dm-clrs-params: its processor kind (default triplet_gmpnn)')

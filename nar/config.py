@@ -21,9 +21,20 @@ RELIC_TWIN_MODES = ('step', 'rollout')
 # from the step's input (jax.checkpoint of the scan body), 'none' stores them.
 REMAT_MODES = ('full', 'none')
 
+# The version of config.json's schema (its key 'schema'; files without one are
+# version 1). Version 2: Hint-ReLIC's defaults became the paper's objective
+# (relic_beta 0, relic_twin 'step'), the supervised rollout variant became the
+# method `hint_relic_supervised`, and a saved configuration is the one trained
+# (the method's fixed values applied). `migrate` reads every older version.
+CONFIG_SCHEMA = 2
+
 # Settings added after runs were saved whose value in those runs was not today's
-# default: an old config.json without the key is read with this value.
-LEGACY_VALUES = {'relic_twin': 'rollout', 'remat': 'none'}
+# default: a version-1 config.json without the key is read with this value.
+LEGACY_VALUES = {'relic_twin': 'rollout', 'remat': 'none', 'relic_beta': 1.0}
+
+# A version-1 `hint_relic` run with these values trained what is now the method
+# `hint_relic_supervised` (twins supervised, twin side from the twin's rollout).
+_V1_SUPERVISED = {'relic_beta': 1.0, 'relic_twin': 'rollout'}
 
 
 class ConfigError(ValueError):
@@ -195,6 +206,9 @@ class TrainConfig:
                                'sizes', low=MIN_SIZE, high=INT_MAX)
   eval_every: int = _count(500, 'validation (and checkpoint) cadence, in steps')
   log_every: int = _count(10, 'training-loss record cadence (metrics.jsonl), in steps')
+  grad_terms_every: int = _count(
+      100, "cadence of the loss parts' gradient norms and shares (metrics.jsonl, kind "
+      "'grad_terms'; a forward and one backward per part), in steps (0: never)", low=0)
   eval_batch_size: int = _count(32, 'samples per evaluation batch')
   test_size: int = _count(64, 'size of the out-of-distribution test problems', low=MIN_SIZE)
   val_size: Optional[int] = _count(None, 'validation problem size (null: 16, string matchers 20)',
@@ -232,7 +246,10 @@ class TrainConfig:
   # methods registered as reading that group (nar.registry).
   relic_lambda: float = _relic(0.1, 'weight of contrast + alpha * KL', 'float', low=0)
   relic_alpha: float = _relic(1.0, 'weight of the KL invariance penalty', 'float', low=0)
-  relic_beta: float = _relic(1.0, 'supervision of the augmented twin', 'float', low=0)
+  # The paper's objective: the twins enter only through the invariance term (0).
+  # Supervising them ([ours]) is the method `hint_relic_supervised`.
+  relic_beta: float = _relic(0.0, 'supervision of the augmented twin (0: the paper, twins '
+                             'enter only through the invariance term)', 'float', low=0)
   # Chosen on insertion_sort validation (cpu protocol, 3 seeds, results/tuning): 0.5
   # scored 95.6 against 93.5 for 0.1 (lambda 0.1); lambda 1.0 was lower at either.
   relic_temperature: float = _relic(0.5, 'temperature of the contrast', 'float', above=0)
@@ -242,8 +259,9 @@ class TrainConfig:
   augmentations: int = _relic(1, 'twins per sample', 'int', low=1, high=INT_MAX)
   relic_pairs: int = _relic(4, 'valid step pairs per twin used by the contrast', 'int', low=1,
                             high=INT_MAX)
-  relic_twin: str = _relic('rollout', "how the twin side is computed: 'step' (one processor "
-                           "step per pair) or 'rollout' (whole trajectory)", 'choice',
+  relic_twin: str = _relic('step', "how the twin side is computed: 'step' (one processor "
+                           "step per pair from the original's state, the paper's) or 'rollout' "
+                           "(the twin's own trajectory)", 'choice',
                            choices=RELIC_TWIN_MODES)
 
   @property
@@ -268,9 +286,21 @@ class TrainConfig:
         '~/.cache/nar-hint-relic')
 
   def to_json(self) -> dict:
+    """The settings as saved in config.json, with the schema version ('schema')."""
     d = dataclasses.asdict(self)
     d['train_sizes'] = list(self.train_sizes)
+    d['schema'] = CONFIG_SCHEMA
     return d
+
+  def as_trained(self) -> 'TrainConfig':
+    """This configuration with the values its method fixes applied (e.g.
+    `twins_only` trains with relic_contrast false): what a run trains, and what
+    its config.json says. An unknown method is left as it is (validation names it)."""
+    try:
+      overrides = registry.method(self.method).overrides
+    except KeyError:
+      return self
+    return dataclasses.replace(self, **overrides) if overrides else self
 
   @classmethod
   def from_json(cls, d: dict) -> 'TrainConfig':
@@ -279,14 +309,16 @@ class TrainConfig:
     if not isinstance(d, dict):
       raise ConfigError(f'a configuration is a JSON object of settings, got {_short(d)}')
     known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - set(known))
+    unknown = sorted(set(d) - set(known) - {'schema'})
     if unknown:
       raise ConfigError(f'unknown configuration keys: {_short(", ".join(unknown))}')
     missing = [k for k in REQUIRED_KEYS if k not in d]
     if missing:
       raise ConfigError(f'configuration lacks {", ".join(missing)} (every saved run names its '
                         'algorithm and method)')
-    return cls(**migrate(d)).validate()
+    migrated = migrate(d)
+    migrated.pop('schema')
+    return cls(**migrated).validate()
 
 
 # Keys a saved configuration must have: without them it is not a run's configuration.
@@ -317,15 +349,42 @@ def settings_table() -> list[tuple[str, str, str, str]]:
 
 
 def migrate(saved: dict) -> dict:
-  """A saved configuration in today's schema: keys added since get the value
-  the saved run had (LEGACY_VALUES), the rest of a missing key's meaning is its
-  default."""
-  return {**{k: v for k, v in LEGACY_VALUES.items() if k not in saved}, **saved}
+  """A saved configuration (config.json, or a results.json's 'config') in
+  today's schema (`CONFIG_SCHEMA`), as the run trained. Version 1: keys added
+  since get the value the saved run had (LEGACY_VALUES); a `hint_relic` run of
+  supervised rollout twins is named `hint_relic_supervised`; the method's fixed
+  values (`TrainConfig.as_trained`) are applied, since version-1 files were
+  saved before them (a `twins_only` file said relic_contrast true). The rest of
+  a missing key's meaning is its default.
+
+  Args:
+    saved: the saved settings (not modified).
+  Returns:
+    A new dict with 'schema' set to `CONFIG_SCHEMA`.
+  """
+  if not isinstance(saved.get('schema', 1), int) or isinstance(saved.get('schema'), bool):
+    raise ConfigError(f"a configuration's schema is a version number, got {_short(saved['schema'])}")
+  version = saved.get('schema', 1)
+  if version > CONFIG_SCHEMA:
+    raise ConfigError(f'configuration schema {version} is newer than this version of nar '
+                      f'reads ({CONFIG_SCHEMA}); update nar')
+  d = dict(saved)
+  if version < 2:
+    d = {**{k: v for k, v in LEGACY_VALUES.items() if k not in d}, **d}
+    if d.get('method') == 'hint_relic' and all(d.get(k) == v for k, v in _V1_SUPERVISED.items()):
+      d['method'] = 'hint_relic_supervised'
+    try:
+      d.update(registry.method(d.get('method')).overrides)
+    except (KeyError, TypeError):
+      pass
+  d['schema'] = CONFIG_SCHEMA
+  return d
 
 
 # Settings that may differ between a run and its resumption (the rest must match).
 # `remat` changes how the gradient is computed, not what it is.
 RESUMABLE_DIFFERENCES = {'steps', 'out', 'cache_dir', 'prefetch', 'log_every', 'remat',
+                         'grad_terms_every',
                          'length_groups', 'sampling_processes'}
 
 
@@ -345,12 +404,15 @@ def method_reads(method: Optional[str], group: str) -> bool:
 
 
 def config_conflicts(saved: dict, new: 'TrainConfig') -> list[str]:
-  current = new.to_json()
+  """The differences ('key: saved ..., now ...') between a saved configuration
+  (migrated to today's schema) and `new` as it would train (`as_trained`) that
+  make them different runs: not RESUMABLE_DIFFERENCES, nor settings neither
+  run's method reads."""
+  current = new.as_trained().to_json()
   # A setting added after the run was saved had its default value then (or, for
   # the LEGACY_VALUES keys, the value it had before the setting existed).
-  defaults = TrainConfig().to_json()
-  saved = migrate({**{k: v for k, v in defaults.items()
-                      if k not in saved and k not in LEGACY_VALUES}, **saved})
+  saved = migrate(saved)
+  saved = {**TrainConfig().to_json(), **saved}
   # A setting neither run's method reads (Hint-ReLIC's, for two baseline runs) does
   # not make them different runs, whatever it says.
   def read_by_either(key: str) -> bool:

@@ -690,7 +690,8 @@ def bind_algorithm(net: hk.Transformed, algorithm_index: int) -> hk.Transformed:
                         apply=functools.partial(net.apply, algorithm_index=algorithm_index))
 
 
-def make_step_net(spec: dict, nb_dims: dict, config: NetConfig) -> hk.Transformed:
+def make_step_net(spec: dict, nb_dims: dict, config: NetConfig,
+                  algorithm_index: int = 0) -> hk.Transformed:
   """`hk.transform` of one step of the rollout from a given state:
   `apply(params, rng, inputs, hints, hidden, node_mask, is_training)` -> `StepOutput`.
 
@@ -698,10 +699,16 @@ def make_step_net(spec: dict, nb_dims: dict, config: NetConfig) -> hk.Transforme
   `[B, ...]` entering the step, dense (`dense_data` of true hints, or
   `soft_hints` of a prediction); hidden `[B, N, H]` the processor latent
   entering the step (zeros at step 0); node_mask `[B, N]`.
-  Its parameters are `make_net`'s (same modules, same names).
+  Its parameters are `make_net`'s (same modules, same names); `algorithm_index`
+  i: algorithm i of a multi-task network (its `algo_{i}_` encoders and decoders,
+  the shared processor), `spec` and `nb_dims` being that algorithm's.
   """
-  def step(inputs, hints, hidden, node_mask, is_training: bool, algorithm_index: int = 0):
-    return _with_precision(config, lambda: Net(spec, nb_dims, config)(
+  # Net names algorithm i's modules by its index in its list of specs; only the
+  # selected algorithm's modules are built, so the others' entries are not read.
+  specs, dims = [spec] * (algorithm_index + 1), [nb_dims] * (algorithm_index + 1)
+
+  def step(inputs, hints, hidden, node_mask, is_training: bool):
+    return _with_precision(config, lambda: Net(specs, dims, config)(
         inputs, hints, None, node_mask, is_training=is_training, step_from=hidden,
         algorithm_index=algorithm_index))
   return hk.transform(step)

@@ -123,10 +123,16 @@ def processor_kinds() -> tuple[str, ...]:
 register_method('baseline', 'nar.methods:Baseline',
                 description='the CLRS supervised loss on fresh samples (dm-clrs examples/run.py)')
 register_method('hint_relic', 'nar.hint_relic:HintReLIC', reads=('hint_relic',),
-                description='Hint-ReLIC: supervised loss + ReLIC contrast on causally-equivalent twins')
-register_method('twins_only', 'nar.hint_relic:HintReLIC', overrides={'relic_contrast': False},
+                description="Hint-ReLIC, the paper's objective: supervised loss on the originals + "
+                            'ReLIC invariance on one-step twins from the same state')
+register_method('hint_relic_supervised', 'nar.hint_relic:HintReLIC',
+                overrides={'relic_beta': 1.0, 'relic_twin': 'rollout'}, reads=('hint_relic',),
+                description='variant [ours]: twins also supervised, twin side from its own rollout, '
+                            '+ the invariance')
+register_method('twins_only', 'nar.hint_relic:HintReLIC',
+                overrides={'relic_contrast': False, 'relic_beta': 1.0, 'relic_twin': 'rollout'},
                 reads=('hint_relic',),
-                description='ablation: Hint-ReLIC without the contrast (twins supervised only)')
+                description='ablation: twins supervised only (data augmentation), no invariance')
 register_method('contrast_no_kl', 'nar.hint_relic:HintReLIC', overrides={'relic_alpha': 0.0},
                 reads=('hint_relic',),
-                description='ablation: Hint-ReLIC without the KL invariance penalty')
+                description="ablation: the paper's objective without the KL invariance penalty")

@@ -34,6 +34,7 @@ import optax
 
 from nar import checkpoint as ckpt
 from nar import distributed
+from nar import provenance
 from nar import data as data_lib
 from nar import storage
 from nar.batching import Batch
@@ -41,7 +42,7 @@ from nar.config import (MIN_SIZE, ConfigError, TrainConfig, compile_cache_dir,
                         config_conflicts, load_config, load_config_file)
 from nar.errors import RunError
 from nar.evaluation import ScoreAccumulator, hard_outputs
-from nar.evaluations import record_evaluations
+from nar.evaluations import record_evaluations, record_invariance
 from nar.methods import check_runnable, task_configs
 from nar.model import bind_algorithm, make_net, nb_dims_of, net_config_of
 from nar.processors import MAX_PLUS_BLOCK_ELEMENTS, ProcessorConfig
@@ -58,7 +59,8 @@ def versions() -> dict:
           'jaxlib': jax.lib.__version__ if hasattr(jax.lib, '__version__') else None,
           'dm-haiku': hk.__version__, 'optax': optax.__version__, 'numpy': np.__version__,
           'dm-clrs': clrs.__version__, 'backend': jax.default_backend(),
-          'devices': [str(d) for d in jax.devices()]}
+          'devices': [str(d) for d in jax.devices()],
+          'device_kind': jax.devices()[0].device_kind, 'code': provenance.code_version()}
 
 
 # ------------------------------------------------------------------ devices
@@ -188,6 +190,46 @@ def make_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
     return new_params, opt_state, loss, terms, optax.tree.norm(active(grads))
   out = {} if placement is None else {'out_shardings': placement.replicated}
   return jax.jit(update, donate_argnums=(0, 1), **out)
+
+
+def make_part_gradient_norms(loss_fn: Callable, parts: Sequence[str],
+                             placement: Optional[Placement] = None):
+  """How much each weighted part of a loss (`nar.methods.PART_PREFIX` terms)
+  pulls on the parameters: `(params, rng, *data) -> {part: global gradient norm}`.
+
+  One forward pass and one backward pass per part; the training step is left
+  alone (it differentiates the sum once), so this runs only at the
+  `grad_terms_every` cadence.
+
+  Args:
+    loss_fn: a method's loss, `(params, rng, *data) -> (loss, terms)`.
+    parts: the part names (`Method.loss_parts`), each a term `PART_PREFIX + name`.
+  """
+  from nar.methods import PART_PREFIX
+
+  def norms(params, rng, *data):
+    def values(p):
+      terms = loss_fn(p, rng, *data)[1]
+      return {name: terms[PART_PREFIX + name] for name in parts}
+    primal, pullback = jax.vjp(values, params)
+    out = {}
+    for name in parts:
+      cotangent = {k: jax.numpy.zeros_like(v) for k, v in primal.items()}
+      cotangent[name] = jax.numpy.ones_like(primal[name])
+      out[name] = optax.tree.norm(pullback(cotangent)[0])
+    return out
+  kw = {} if placement is None else {'out_shardings': placement.replicated}
+  return jax.jit(norms, **kw)
+
+
+def gradient_shares(norms: dict) -> dict:
+  """The metrics.jsonl record of `make_part_gradient_norms`'s output: each part's
+  gradient norm and its share of their sum (shares add up to 1)."""
+  values = {k: float(v) for k, v in norms.items()}
+  total = sum(values.values())
+  record = {f'grad_norm_{k}': v for k, v in values.items()}
+  record.update({f'grad_share_{k}': (v / total if total > 0 else 0.0) for k, v in values.items()})
+  return record
 
 
 def _shape_key(task: int, placed) -> tuple:
@@ -600,7 +642,8 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
   """Trains, validates, tests; returns the results dict (also written to
   `results.json`). `stop_after` ends the process's work at that step without
   finishing (used to test resumption)."""
-  config.validate()
+  # What the run trains and what its config.json says: the method's fixed values applied.
+  config = config.validate().as_trained()
   check_runnable(config)       # before anything is written: nothing blocks a corrected command
   run = RunDir(config.out)
   try:
@@ -672,8 +715,8 @@ def _start_or_resume(run: RunDir, model: RunModel, optimizer, base_key, resuming
   params = model.init_params(init_key)
   state = {'params': params, 'opt_state': optimizer.init(params)}
   start_step, best = 0, {'score': -math.inf, 'step': -1}
-  timings = {'compile_s': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'steps_timed': 0,
-             'processes': 1}
+  timings = {'compile_s': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'diagnostics_s': 0.0,
+             'steps_timed': 0, 'processes': 1}
   if resuming:
     for name in ckpt.recover_all(run.checkpoints):
       io.warn(f'warning: checkpoint {name} was being replaced when the last process stopped; '
@@ -683,7 +726,7 @@ def _start_or_resume(run: RunDir, model: RunModel, optimizer, base_key, resuming
       state, meta, path = found
       start_step, best = meta['step'], meta['best']
       earlier = meta.get('timings') or {}     # absent in checkpoints written before
-      for key in ('compile_s', 'train_s', 'eval_s', 'steps_timed'):
+      for key in ('compile_s', 'train_s', 'eval_s', 'diagnostics_s', 'steps_timed'):
         timings[key] += earlier.get(key, 0)
       timings['processes'] += earlier.get('processes', 0)
       io.say(f'[nar] resuming from {path} (step {start_step})')
@@ -726,8 +769,12 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
   cache_dir = config.resolved_cache_dir()
   vals = [data_lib.load_split(a, 'val', size=config.val_size, num_samples=config.val_samples,
                               cache_dir=cache_dir, progress=io.progress) for a in names]
-  updates = [make_update(t.loss_fn(n), optimizer, placement, algorithm_index=i if multi else None)
-             for i, (t, n) in enumerate(zip(tasks, model.nets))]
+  losses = [t.loss_fn(n) for t, n in zip(tasks, model.nets)]
+  updates = [make_update(loss, optimizer, placement, algorithm_index=i if multi else None)
+             for i, loss in enumerate(losses)]
+  part_norms = [make_part_gradient_norms(loss, t.loss_parts, placement)
+                if len(t.loss_parts) > 1 and config.grad_terms_every > 0 else None
+                for t, loss in zip(tasks, losses)]
   timings = now.timings
   start_step = now.step
 
@@ -789,6 +836,15 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
       task = step % count
       placed = tasks[task].place(item, placement)
       shape = _shape_key(task, placed)
+      if part_norms[task] is not None and step % config.grad_terms_every == 0:
+        # Before the update: its parameters are donated to it.
+        t_diag = time.perf_counter()
+        record = gradient_shares(part_norms[task](now.state['params'], jax.random.fold_in(
+            base_key, step), *placed))
+        timings['diagnostics_s'] = timings.get('diagnostics_s', 0.0) + time.perf_counter() - t_diag
+        if io.writer:
+          run.append_metrics({'kind': 'grad_terms', 'step': step,
+                              **({'algorithm': names[task]} if multi else {}), **record})
       params, opt_state, loss, terms, gnorm = updates[task](
           now.state['params'], now.state['opt_state'], jax.random.fold_in(base_key, step),
           *placed)
@@ -941,6 +997,81 @@ def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True
   if record:
     record_evaluations(run_dir, results, num_samples)
   return results
+
+
+def evaluate_invariance(run_dir: str, num_samples: int = 64, pairs_per_twin: int = 8,
+                        chunk: int = 16, progress: bool = True, record: bool = True) -> dict:
+  """How invariant the best checkpoint's next step is across twins
+  (`nar.invariance`), on `num_samples` validation originals of each algorithm
+  the augmentations cover, `pairs_per_twin` valid pairs each.
+
+  Returns:
+    {'checkpoint_step', 'num_samples', 'pairs_per_twin', 'per_algorithm':
+    {algorithm: summary}} (`invariance.summarise`); with `record`, kept in the
+    run's evaluations.json under 'invariance'.
+  """
+  import augment
+  from nar import invariance
+  from nar.config import method_reads
+  from nar.hint_relic import Critics, is_critic, regularised_hints
+  from nar.model import make_step_net
+  for name, value, low in (('samples', num_samples, 1), ('pairs per twin', pairs_per_twin, 1),
+                           ('chunk', chunk, 1)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      raise ConfigError(f'invariance {name} must be a positive integer, got {value!r}')
+  run = RunDir(run_dir)
+  if not os.path.exists(run.config):
+    raise RunError(f'{run_dir} is not a run directory (no config.json)')
+  config = load_config(run.config)
+  covered = [a for a in config.algorithms if a in augment.supported()]
+  if not covered:
+    raise ConfigError(f'{config.algorithm} has no augmentation rule: there are no twins to '
+                      f'measure invariance on (rules: {", ".join(augment.supported())})')
+  enable_compilation_cache(config.resolved_cache_dir())
+  model = build_run_model(config)
+  best = _recorded_best(run)
+  if best is None:
+    raise RunError(f'{run_dir} has no usable best checkpoint (checkpoints/best) and no record '
+                   'of its best step; run the training command again')
+  params = load_best(run, model.state_template(make_optimizer(config)), best, repair=False,
+                     report=lambda msg: print(msg, file=sys.stderr, flush=True))
+  # The hints the run's contrast regularises (all of them for a run without one).
+  which = config.relic_hints if method_reads(config.method, 'hint_relic') else 'all'
+  per_algorithm = {}
+  for i, name in enumerate(model.names):
+    if name not in covered:
+      continue
+    spec, example = model.specs[i], model.examples[i]
+    pointers, others = regularised_hints(spec, which)
+    samples = data_lib.generate_split(name, 'val', data_lib.eval_size(name, 'val', config.val_size),
+                                      data_lib.VAL_SEED, num_samples)
+    data = invariance.make_set(samples, spec, augment.get(name), pointers, others,
+                               pairs_per_twin, seed=data_lib.VAL_SEED)
+    step_net = make_step_net(spec, nb_dims_of(example.inputs, example.hints, example.outputs),
+                             net_config_of(config), i if model.multi_task else 0)
+    prefix = f'algo_{i}_' if model.multi_task else ''
+    critic_params = {k: v for k, v in params.items() if k.split('/')[0] == prefix + 'relic_critic'}
+    net_params = {k: v for k, v in params.items() if not is_critic(k)}
+    critic = hk.transform(lambda: Critics(config.relic_critic_hidden,
+                                          config.relic_critic_hidden // 2,
+                                          name=prefix + 'relic_critic')(config.hidden,
+                                                                         3 * config.hidden))
+    sums = jax.jit(lambda p, c, d, net=model.nets[i], sn=step_net, sp=spec, pt=pointers, ot=others:
+                   invariance.invariance_sums(net, sn, sp, p, critic.apply(c, None) if c else None,
+                                              d, pt, ot))
+    total = None
+    parts = list(invariance.chunks(data, min(chunk, num_samples)))
+    if progress:
+      from tqdm import tqdm
+      parts = tqdm(parts, desc=f'invariance {name}', unit='chunk', file=sys.stderr, leave=False)
+    for part in parts:
+      total = invariance.add_sums(total, sums(net_params, critic_params, part))
+    per_algorithm[name] = invariance.summarise(total, with_critics=bool(critic_params))
+  result = {'checkpoint_step': best['step'], 'num_samples': num_samples,
+            'pairs_per_twin': pairs_per_twin, 'per_algorithm': per_algorithm}
+  if record:
+    record_invariance(run_dir, result)
+  return result
 
 
 def _recorded_best(run: RunDir) -> Optional[dict]:
