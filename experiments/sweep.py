@@ -943,17 +943,21 @@ def _comparison_pairs(methods: list) -> list:
   method registered with the same target and fixed settings, e.g. `hint_relic`
   against `twins_only`): whether a gain survives the control, and which part of
   the method it comes from."""
-  controls = [m for m in methods if m.startswith('baseline@')]
+  entries = registry.methods()
+
+  def is_control(column: str) -> bool:
+    entry = entries.get(column.split('@')[0])
+    return column.startswith('baseline@') or (entry is not None and entry.control)
+  controls = [m for m in methods if is_control(m)]
   compared = [m for m in methods if m != 'baseline' and m not in controls]
   pairs = [(m, c) for m in compared for c in controls]
-  entries = registry.methods()
   for m in methods:
     full = entries.get(m)
     if full is None or full.overrides:
       continue
     pairs += [(m, a) for a in methods
               if a != m and a in entries and entries[a].overrides
-              and entries[a].target == full.target]
+              and entries[a].target == full.target and not is_control(a)]
   return pairs
 
 

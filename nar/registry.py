@@ -79,13 +79,13 @@ def _resolve(target: Target):
 
 
 def register_method(name: str, target: Target, *, overrides: Optional[Mapping] = None,
-                    description: str = '', reads: tuple = ()) -> MethodEntry:
+                    description: str = '', reads: tuple = (), control: bool = False) -> MethodEntry:
   """Registers a training method under `name` (a name is registered once)."""
   if not name or not isinstance(name, str):
     raise ValueError(f'a method name must be a non-empty string, got {name!r}')
   if name in _METHODS:
     raise ValueError(f'method {name!r} is registered already')
-  entry = MethodEntry(name, target, dict(overrides or {}), description, tuple(reads))
+  entry = MethodEntry(name, target, dict(overrides or {}), description, tuple(reads), control)
   _METHODS[name] = entry
   return entry
 
@@ -136,3 +136,7 @@ register_method('twins_only', 'nar.hint_relic:HintReLIC',
 register_method('contrast_no_kl', 'nar.hint_relic:HintReLIC', overrides={'relic_alpha': 0.0},
                 reads=('hint_relic',),
                 description="ablation: the paper's objective without the KL invariance penalty")
+register_method('size_matched', 'nar.size_matched:SizeMatched', reads=('hint_relic',),
+                control=True,
+                description="control: the baseline plus fresh samples at the sizes of Hint-ReLIC's "
+                            'twins (as many as the supervised variant supervises)')

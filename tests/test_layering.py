@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ('data', ('nar.sample', 'nar.batching', 'nar.data', 'nar.cache')),
     ('augment', ('augment', 'augment.*')),
     ('model', ('nar.layers', 'nar.processors', 'nar.model', 'nar.losses', 'nar.evaluation')),
-    ('methods', ('nar.methods', 'nar.hint_relic')),
+    ('methods', ('nar.methods', 'nar.hint_relic', 'nar.size_matched', 'nar.invariance')),
     ('train', ('nar.train', 'nar.checkpoint', 'nar.distributed', 'nar.interop')),
     ('experiments', ('experiments', 'experiments.*')),
     ('cli', ('nar.cli',)),

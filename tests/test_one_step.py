@@ -161,7 +161,7 @@ def test_one_step_loss_terms_and_invalid_pairs(beta):
 def test_gradients_reach_the_processor_from_the_twin_side():
   cfg, method, (bx, steps, pairs), net, params = _step_method(relic_beta=0.0)
   spec = method.spec
-  step = method._step_net()
+  step = method.step_net()
   out = net.apply(params, None, bx.inputs, bx.hints, bx.lengths, bx.node_mask,
                   is_training=True, return_latents=True)
   latents = jax.lax.stop_gradient(out.latents)     # only the twin's own step remains
