@@ -46,12 +46,15 @@ class MethodEntry:
     reads: the settings groups the method reads besides the common settings
       (`nar.config.Rule.group`, e.g. 'hint_relic'); two runs differing only in
       a group neither method reads are the same run.
+    control: a control of the baseline (e.g. `size_matched`): `nar report`
+      compares the other methods against it, as against the baseline.
   """
   name: str
   target: Target
   overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   description: str = ''
   reads: tuple = ()
+  control: bool = False
 
   def factory(self) -> Callable[..., Any]:
     return _resolve(self.target)
