@@ -802,6 +802,11 @@ ALPHA = 0.05
 MIXED_MARKS = {'backend': '†', 'code': '‡'}
 
 
+def _p_value(p: float) -> str:
+  """'=0.032', or '<1e-4' below it (float noise in near-constant differences)."""
+  return '<1e-4' if p < 1e-4 else f'={p:.2g}'
+
+
 def format_test(test: Optional[PairedTest], with_wins: bool) -> str:
   """A report cell: mean difference, 95% t-interval, seeds ahead, p-value, its
   Holm-adjusted value ('claim' when under ALPHA) and the mixed-provenance marks."""
@@ -812,9 +817,9 @@ def format_test(test: Optional[PairedTest], with_wins: bool) -> str:
   if with_wins:
     text += f' (ahead on {sum(x > 0 for x in test.diffs)}/{len(test.diffs)})'
   if test.p is not None:
-    text += f' p={test.p:.2g}'
+    text += f' p{_p_value(test.p)}'
     if test.holm_p is not None:
-      text += f', Holm {test.holm_p:.2g}' + (' **claim**' if test.holm_p < ALPHA else '')
+      text += f', Holm{_p_value(test.holm_p)}' + (' **claim**' if test.holm_p < ALPHA else '')
   return text + ''.join(MIXED_MARKS[m] for m in test.mixed)
 
 
