@@ -49,8 +49,26 @@ def algorithm_score(entry: dict, algorithm: str, multi_task: bool) -> Optional[f
 
 def record_evaluations(run_dir: str, results: list, num_samples: Optional[int]) -> None:
   """Adds `results` (one dict per size: size, checkpoint_step, score, the
-  per-output scores and, multi-task, per_algorithm) to the run's file."""
-  entries = {str(k): v for k, v in read_evaluations(run_dir).items()}
+  per-output scores and, multi-task, per_algorithm) to the run's file; what the
+  file held for other sizes is kept as it was.
+
+  Raises:
+    storage.StorageError: the file cannot be written (a read-only run), or it
+      exists and is not a JSON object (rewriting it would lose what it holds).
+  """
+  path = os.path.join(run_dir, EVALUATIONS_FILE)
+  entries = {}
+  if os.path.exists(path):
+    try:
+      with open(path, 'rb') as f:
+        entries = json.loads(f.read().decode('utf-8'))
+    except OSError as e:
+      raise storage.storage_error(path, e, 'read') from e
+    except ValueError as e:
+      entries = e
+    if not isinstance(entries, dict):
+      raise storage.StorageError(f'{path} is not a record of evaluations (not a JSON object); '
+                                 'move it away to record new ones', path)
   kept_apart = ('run', 'algorithm', 'size', 'checkpoint_step', 'score', 'per_algorithm')
   for res in results:
     entry = {'score': res['score'], 'checkpoint_step': res['checkpoint_step'],
@@ -59,5 +77,12 @@ def record_evaluations(run_dir: str, results: list, num_samples: Optional[int]) 
     if 'per_algorithm' in res:
       entry['per_algorithm'] = res['per_algorithm']
     entries[str(res['size'])] = entry
-  storage.atomic_write_json(os.path.join(run_dir, EVALUATIONS_FILE),
-                            dict(sorted(entries.items(), key=lambda kv: int(kv[0]))))
+  storage.atomic_write_json(path, dict(sorted(entries.items(), key=lambda kv: _size_key(kv[0]))))
+
+
+def _size_key(key: str) -> tuple:
+  """Sizes in numeric order; a key that is no size (kept from the file) after them."""
+  try:
+    return (0, int(key), '')
+  except ValueError:
+    return (1, 0, key)
