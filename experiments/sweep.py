@@ -377,11 +377,14 @@ def _run_parallel(todo: list, workers: int, compile_warmup: bool = True,
           bar.update(len(finished))
           bar.set_postfix(running=sum(f.running() for f in futures),
                           waiting_compile=sum(len(w[2]) for w in waiting.values()), refresh=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
       # Ctrl-C: the runs going on get it too (same process group) and checkpoint;
       # none of the waiting ones starts.
       for future in futures:
         future.cancel()
+      if not getattr(e, 'saved', True):
+        e.saved = ('the runs going on save a checkpoint and stop (see their train.log); '
+                   'run the same sweep again to resume')
       raise
     finally:
       if bar is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional
 
@@ -92,7 +93,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args):
-  from nar.config import TrainConfig
+  from nar.config import TrainConfig, default_out
   from nar.overrides import parse_overrides
   values = {'algorithm': args.algorithm, 'method': args.method}
   for name in ('steps', 'hidden', 'batch_size', 'seed', 'processor', 'eval_every', 'test_size',
@@ -102,14 +103,18 @@ def _config_from_args(args):
       values[name] = v
   values.update(parse_overrides(args.set))
   if 'out' not in values:
-    name = '+'.join(x.strip() for x in str(values['algorithm']).split(','))
-    values['out'] = f"runs/{name}-{values['method']}-s{values.get('seed', 42)}"
+    values['out'] = default_out(values['algorithm'], values['method'], values.get('seed', 42))
   config = TrainConfig(**values)
   return config.validate()
 
 
 def cmd_train(args) -> int:
   config = _config_from_args(args)  # checked before JAX is imported: a bad setting answers at once
+  from nar import preflight
+  several = (args.coordinator or args.distributed
+             or any(os.environ.get(v) for v in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES')))
+  # With several processes only process 0 owns the directory: it checks it itself.
+  (preflight.check_method_settings if several else preflight.check_training)(config)
   from nar import distributed
   cluster = distributed.resolve(args.coordinator, args.num_processes, args.process_id,
                                 auto=args.distributed)
@@ -118,8 +123,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_run(args) -> int:
-  from nar.config import load_config
-  return _train_and_print(load_config(args.config), args.quiet)
+  from nar.config import load_run_file
+  config, taken = load_run_file(args.config)
+  if taken:     # shown before anything runs: what the file leaves out is not silent
+    print(f'nar: {args.config} does not name ' + ', '.join(
+        f'{k}={json.dumps(v)}' for k, v in taken.items()) + ' (taken as shown: '
+        '`nar train --list-settings` for their meaning)', file=sys.stderr, flush=True)
+  from nar.preflight import check_training
+  check_training(config)
+  return _train_and_print(config, args.quiet)
 
 
 def _train_and_print(config, quiet: bool) -> int:
@@ -134,21 +146,21 @@ def _train_and_print(config, quiet: bool) -> int:
 def cmd_evaluate(args) -> int:
   from nar.config import ConfigError
   if args.dm_clrs_params:
-    if args.run_dir or not args.algorithms:
-      raise ConfigError('--dm-clrs-params takes --algorithms and no run directory')
-    from nar.interop import evaluate_params, load_dm_clrs_params
-    params = load_dm_clrs_params(args.dm_clrs_params)
-    names = [a for item in args.algorithms for a in item.split(',') if a]
-    if len(names) > 1:
-      raise ConfigError('a dm-clrs parameter file of one algorithm (algo_0) is supported; '
-                        f'got {len(names)} algorithms')
-    res = [evaluate_params(params, names[0], size=size, processor=args.processor,
-                           num_samples=args.samples, progress=not args.quiet)
-           for size in args.size]
+    if args.run_dir:
+      raise ConfigError('--dm-clrs-params takes no run directory')
+    from nar.interop import evaluate_params_sizes, file_config, read_dm_clrs_file
+    file = read_dm_clrs_file(args.dm_clrs_params)    # checked in full before anything is built
+    names = [a for item in args.algorithms or [] for a in item.split(',') if a]
+    file_config(file, names, args.processor)
+    res = evaluate_params_sizes(file, names or None, args.size, processor=args.processor,
+                                num_samples=args.samples, progress=not args.quiet)
   else:
     if not args.run_dir:
       raise ConfigError('nar evaluate needs a run directory (or --dm-clrs-params FILE '
                         '--algorithms NAME)')
+    from nar.preflight import check_run_to_evaluate
+    for run_dir in args.run_dir:      # every one, before any is evaluated
+      check_run_to_evaluate(run_dir)
     if args.invariance:
       print(json.dumps(_invariance(args), indent=1))
       return 0
@@ -172,6 +184,8 @@ def _invariance(args):
 
 
 def cmd_export(args) -> int:
+  from nar.preflight import check_run_to_evaluate
+  check_run_to_evaluate(args.run_dir, best_only=True)
   from nar.interop import export_run
   print(json.dumps(export_run(args.run_dir, args.file), indent=1))
   return 0
@@ -229,9 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
                       'originals, default 64; kept in evaluations.json)')
   p.add_argument('--pairs', type=_positive_int, default=8,
                  help='with --invariance: valid step pairs per twin (default 8)')
-  p.add_argument('--algorithms', nargs='*', default=None, help='with --dm-clrs-params')
-  p.add_argument('--processor', default='triplet_gmpnn',
-                 help='with --dm-clrs-params: its processor kind (default triplet_gmpnn)')
+  p.add_argument('--algorithms', nargs='*', default=None,
+                 help="with --dm-clrs-params: the file's algorithms in its order (algo_0 "
+                      'first); a file `nar export` wrote names them itself')
+  p.add_argument('--processor', default=None,
+                 help="with --dm-clrs-params: its processor kind (default: the one `nar "
+                      "export` recorded, else triplet_gmpnn)")
   p.add_argument('--quiet', action='store_true')
   p.set_defaults(fn=cmd_evaluate)
   p = sub.add_parser('export', help="write a run's best parameters as a dm-clrs parameter "
@@ -269,16 +286,21 @@ def _user_errors() -> tuple:
 
 
 _PENDING_INTERRUPTS = [0]
+# The stop signals and their rule (docs/troubleshooting.md, "Processes and signals"):
+# whatever the moment, exit code 128 + the number and one line saying what was saved.
+_STOP_SIGNALS = ('SIGINT', 'SIGTERM')
 
 
 def _interrupt(signum, frame):
-  """SIGINT in `nar`: KeyboardInterrupt, as by default, but never lost. Python prints
-  and drops one raised inside a garbage-collector callback (JAX registers one that
-  runs often during start-up), a finaliser or a weakref callback: inside the first
-  two it comes again 50 ms later instead; and one that `nar` has not received
-  a second later (dropped elsewhere) comes again then."""
+  """SIGINT or SIGTERM in `nar`: `nar.errors.Stopped` (a KeyboardInterrupt, as
+  Ctrl-C raises by default), never lost. Python prints and drops one raised inside
+  a garbage-collector callback (JAX registers one that runs often during
+  start-up), a finaliser or a weakref callback: inside the first two it comes
+  again 50 ms later instead; and one that `nar` has not received a second later
+  (dropped elsewhere) comes again then."""
   import gc
-  import threading
+  import signal
+  from nar.errors import Stopped
   callbacks = {getattr(cb, '__code__', None) for cb in gc.callbacks}
   f = frame
   while f is not None:
@@ -288,7 +310,7 @@ def _interrupt(signum, frame):
     f = f.f_back
   _PENDING_INTERRUPTS[0] += 1
   _later(1.0, signum, always=False)
-  raise KeyboardInterrupt
+  raise Stopped(int(signum), signal.Signals(signum).name)
 
 
 def _later(delay: float, signum: int, always: bool) -> None:
@@ -303,23 +325,38 @@ def _later(delay: float, signum: int, always: bool) -> None:
   timer.start()
 
 
+def _stopped(e: KeyboardInterrupt) -> int:
+  """The one line and the exit code of a stop (`nar.errors.Stopped`; a bare
+  KeyboardInterrupt is a SIGINT)."""
+  import signal
+  signum = getattr(e, 'signum', int(signal.SIGINT))
+  name = getattr(e, 'name', 'SIGINT')
+  saved = getattr(e, 'saved', '') or 'nothing was saved'
+  print(f'nar: stopped by {name} {saved}' if saved.startswith('at step ')
+        else f'nar: stopped by {name}; {saved}', file=sys.stderr)
+  return 128 + signum
+
+
 def main(argv: Optional[list[str]] = None) -> int:
   import signal
   import threading
-  # Only where Ctrl-C has its default meaning (not in a background job that ignores it).
-  ours = (threading.current_thread() is threading.main_thread()
-          and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
-  if ours:
-    signal.signal(signal.SIGINT, _interrupt)
+  # Only where a signal has its default meaning (not in a background job that
+  # ignores Ctrl-C, nor in a program that handles them itself).
+  ours = []
+  if threading.current_thread() is threading.main_thread():
+    for name in _STOP_SIGNALS:
+      sig = getattr(signal, name)
+      if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
+        ours.append((sig, signal.signal(sig, _interrupt)))
   try:
     return _main(argv)
-  except KeyboardInterrupt:       # also during start-up (imports, argument parsing)
-    print('nar: interrupted', file=sys.stderr)
-    return 130
+  except KeyboardInterrupt as e:       # also during start-up (imports, argument parsing)
+    _PENDING_INTERRUPTS[0] = 0
+    return _stopped(e)
   finally:
     _PENDING_INTERRUPTS[0] = 0      # received, or nothing left to interrupt
-    if ours:
-      signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig, previous in ours:
+      signal.signal(sig, previous)
 
 
 def _main(argv: Optional[list[str]] = None) -> int:
@@ -331,10 +368,9 @@ def _main(argv: Optional[list[str]] = None) -> int:
   except StorageError as e:
     print(f'nar: error: {_one_line(e)}', file=sys.stderr)
     return 2
-  except KeyboardInterrupt:
+  except KeyboardInterrupt as e:
     _PENDING_INTERRUPTS[0] = 0
-    print('nar: interrupted', file=sys.stderr)
-    return 130
+    return _stopped(e)
   except Exception as e:  # pylint: disable=broad-except
     if isinstance(e, _user_errors()):
       print(f'nar: error: {_one_line(e)}', file=sys.stderr)

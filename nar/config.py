@@ -438,6 +438,38 @@ def load_config_file(path: str) -> dict:
   return d
 
 
+def default_out(algorithm: str, method: str, seed: int) -> str:
+  """The run directory of a run that names none (`nar train`, `nar run`):
+  runs/<algorithm>-<method>-s<seed>, several algorithms joined by '+'."""
+  name = '+'.join(x.strip() for x in str(algorithm).split(','))
+  return f'runs/{name}-{method}-s{seed}'
+
+
+def load_run_file(path: str) -> tuple['TrainConfig', dict]:
+  """A configuration file given to `nar run`, read one way whatever it omits:
+  `algorithm` and `method` are required; any other setting it does not name
+  takes the value a saved run had before the setting existed (LEGACY_VALUES),
+  else its default (`nar train --list-settings`), and `out` the directory
+  `nar train` would choose (`default_out`).
+
+  Returns:
+    (the validated configuration, {setting: value taken} for each one the file
+    does not name), for the caller to show before anything runs.
+  Raises:
+    ConfigError naming the file.
+  """
+  d = load_config_file(path)
+  try:
+    config = TrainConfig.from_json(d)
+  except ConfigError as e:
+    raise ConfigError(str(e) if path in str(e) else f'{path}: {e}') from e
+  if 'out' not in d:
+    config.out = default_out(config.algorithm, config.method, config.seed)
+  taken = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)
+           if f.name not in d}
+  return config, {k: list(v) if isinstance(v, tuple) else v for k, v in taken.items()}
+
+
 def load_config(path: str) -> 'TrainConfig':
   """`TrainConfig.from_json` of the file `path`; its errors name the file."""
   try:

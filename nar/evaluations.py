@@ -58,10 +58,15 @@ def read_invariance(run_dir: str) -> Optional[dict]:
 
 def record_invariance(run_dir: str, result: dict) -> None:
   """Keeps `result` (`nar.train.evaluate_invariance`) in the run's file, beside
-  its evaluations at other sizes (the newest measurement wins)."""
-  entries = _read_file(run_dir)
+  its evaluations at other sizes (the newest measurement wins).
+
+  Raises:
+    storage.StorageError: as `record_evaluations`.
+  """
+  path = os.path.join(run_dir, EVALUATIONS_FILE)
+  entries = _entries_to_update(path)
   entries[INVARIANCE_KEY] = {k: v for k, v in result.items() if k != 'run'}
-  storage.atomic_write_json(os.path.join(run_dir, EVALUATIONS_FILE), entries)
+  storage.atomic_write_json(path, entries)
 
 
 def algorithm_score(entry: dict, algorithm: str, multi_task: bool) -> Optional[float]:
@@ -74,11 +79,39 @@ def algorithm_score(entry: dict, algorithm: str, multi_task: bool) -> Optional[f
   return score if _is_score(score) else None
 
 
+def _entries_to_update(path: str) -> dict:
+  """The file's entries, to add to; {} when there is none yet.
+
+  Raises:
+    storage.StorageError: it cannot be read, or is not a JSON object (rewriting
+      it would lose what it holds).
+  """
+  entries = {}
+  if os.path.exists(path):
+    try:
+      with open(path, 'rb') as f:
+        entries = json.loads(f.read().decode('utf-8'))
+    except OSError as e:
+      raise storage.storage_error(path, e, 'read') from e
+    except ValueError as e:
+      entries = e
+    if not isinstance(entries, dict):
+      raise storage.StorageError(f'{path} is not a record of evaluations (not a JSON object); '
+                                 'move it away to record new ones', path)
+  return entries
+
+
 def record_evaluations(run_dir: str, results: list, num_samples: Optional[int]) -> None:
   """Adds `results` (one dict per size: size, checkpoint_step, score, the
-  per-output scores and, multi-task, per_algorithm) to the run's file."""
-  kept = _read_file(run_dir)
-  entries = {str(k): v for k, v in read_evaluations(run_dir).items()}
+  per-output scores and, multi-task, per_algorithm) to the run's file; what the
+  file held for other sizes is kept as it was.
+
+  Raises:
+    storage.StorageError: the file cannot be written (a read-only run), or it
+      exists and is not a JSON object (rewriting it would lose what it holds).
+  """
+  path = os.path.join(run_dir, EVALUATIONS_FILE)
+  entries = _entries_to_update(path)
   kept_apart = ('run', 'algorithm', 'size', 'checkpoint_step', 'score', 'per_algorithm')
   for res in results:
     entry = {'score': res['score'], 'checkpoint_step': res['checkpoint_step'],
@@ -87,7 +120,12 @@ def record_evaluations(run_dir: str, results: list, num_samples: Optional[int]) 
     if 'per_algorithm' in res:
       entry['per_algorithm'] = res['per_algorithm']
     entries[str(res['size'])] = entry
-  entries = dict(sorted(entries.items(), key=lambda kv: int(kv[0])))
-  if INVARIANCE_KEY in kept:
-    entries[INVARIANCE_KEY] = kept[INVARIANCE_KEY]
-  storage.atomic_write_json(os.path.join(run_dir, EVALUATIONS_FILE), entries)
+  storage.atomic_write_json(path, dict(sorted(entries.items(), key=lambda kv: _size_key(kv[0]))))
+
+
+def _size_key(key: str) -> tuple:
+  """Sizes in numeric order; a key that is no size (kept from the file) after them."""
+  try:
+    return (0, int(key), '')
+  except ValueError:
+    return (1, 0, key)

@@ -40,7 +40,7 @@ from nar import storage
 from nar.batching import Batch
 from nar.config import (MIN_SIZE, ConfigError, TrainConfig, compile_cache_dir,
                         config_conflicts, load_config, load_config_file)
-from nar.errors import RunError
+from nar.errors import RunError, RunInUseError, Stopped
 from nar.evaluation import ScoreAccumulator, hard_outputs
 from nar.evaluations import record_evaluations, record_invariance
 from nar.methods import check_runnable, task_configs
@@ -49,8 +49,12 @@ from nar.processors import MAX_PLUS_BLOCK_ELEMENTS, ProcessorConfig
 from nar.sample import processed_spec
 
 
-class RunInUseError(RunError):
-  """Another process holds the run directory."""
+def warn(msg: str) -> None:
+  """A warning or a progress line: on stderr, so that stdout carries only results
+  (the scores, the JSON of `nar evaluate`) and pipes work."""
+  print(msg, file=sys.stderr, flush=True)
+
+
 
 
 def versions() -> dict:
@@ -344,7 +348,7 @@ def evaluate_split(predict, params, split: Batch, spec: dict, batch_size: int,
   if progress:
     from tqdm import tqdm
     bar = tqdm(total=split.batch_size, desc=progress, unit='sample', leave=False,
-               file=sys.stdout, mininterval=0.5 if sys.stdout.isatty() else 30.0)
+               file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30.0)
   for chunk, real in data_lib.iterate_chunks(split, batch_size):
     placed = placement.batch(chunk) if placement else chunk
     preds = jax.device_get(predict(params, placed))
@@ -403,7 +407,7 @@ class RunDir:
     return bool(ckpt.step_dirs(self.checkpoints) or os.path.isdir(self.best)
                 or os.path.exists(self.results))
 
-  def prepare(self, config: TrainConfig, report=print) -> bool:
+  def prepare(self, config: TrainConfig, report=warn) -> bool:
     """Creates or checks the directory (and locks it), then writes config.json
     (`config` must be validated). Returns True if resuming."""
     try:
@@ -438,7 +442,7 @@ class RunDir:
   def append_metrics(self, record: dict) -> None:
     storage.append_line(self.metrics, json.dumps(record))
 
-  def read_metrics(self, report=print) -> list[dict]:
+  def read_metrics(self, report=warn) -> list[dict]:
     """The records of metrics.jsonl; a torn or foreign line is skipped with a warning."""
     if not os.path.exists(self.metrics):
       return []
@@ -450,7 +454,7 @@ class RunDir:
       report(f'warning: {self.metrics}: {problem}; skipped')
     return records
 
-  def truncate_metrics(self, after_step: int, report=print) -> None:
+  def truncate_metrics(self, after_step: int, report=warn) -> None:
     """On resume, drop records the resumed run will write again (and any torn line).
 
     A run that starts over (`after_step` 0: no checkpoint survived) over records of
@@ -492,7 +496,7 @@ def _best_problem(path: str, params_template, step: int) -> Optional[str]:
   return None
 
 
-def load_best(run: RunDir, state_template, best: dict, report=print, repair: bool = True):
+def load_best(run: RunDir, state_template, best: dict, report=warn, repair: bool = True):
   """The parameters of the best validation step `best['step']`: from checkpoints/best,
   else from the step checkpoint of that step (kept for this: the same parameters),
   which then re-establishes best/ (`repair`). RunError when neither holds them."""
@@ -522,16 +526,17 @@ def load_best(run: RunDir, state_template, best: dict, report=print, repair: boo
 
 
 def _install_stop_handlers(flag: list) -> dict:
-  """SIGTERM/SIGINT end the run at the next step boundary, after a checkpoint."""
+  """SIGTERM/SIGINT end the run at the next step boundary, after a checkpoint
+  (`flag` gets (number, name) of each signal received)."""
   import signal
   import threading
   if threading.current_thread() is not threading.main_thread():
     return {}
   previous = {}
   for sig in (signal.SIGTERM, signal.SIGINT):
-    def handler(signum, frame, name=signal.Signals(sig).name):
-      del signum, frame
-      flag.append(name)
+    def handler(signum, frame):
+      del frame
+      flag.append((int(signum), signal.Signals(signum).name))
     previous[sig] = signal.signal(sig, handler)
   return previous
 
@@ -648,8 +653,22 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
   run = RunDir(config.out)
   try:
     return _train(run, config, progress, stop_after, method_factory)
+  except Stopped as e:      # a signal outside the steps (start-up, the test): say what is kept
+    e.saved = e.saved or _what_is_saved(run)
+    raise
   finally:
     run.unlock()
+
+
+def _what_is_saved(run: RunDir) -> str:
+  """What a run stopped now keeps, for the stop message (checkpoints are atomic:
+  the newest one on disk is whole)."""
+  steps = ckpt.step_dirs(run.checkpoints)
+  if not steps:
+    return 'no checkpoint was saved yet; run the same command again to start'
+  step, path = steps[0]
+  return (f'the newest checkpoint, step {step}, is kept ({path}); run the same command again '
+          'to go on from it')
 
 
 @dataclasses.dataclass
@@ -662,11 +681,11 @@ class _Reporting:
 
   def say(self, msg: str) -> None:
     if self.progress:
-      print(msg, flush=True)
+      print(msg, file=sys.stderr, flush=True)
 
   def warn(self, msg: str) -> None:
     if self.writer:
-      print(msg, flush=True)
+      warn(msg)
 
 
 @dataclasses.dataclass
@@ -818,8 +837,8 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
     from tqdm import tqdm
     # In a log file (not a terminal) a refresh every 30 s keeps the log readable.
     bar = tqdm(total=config.steps, initial=start_step, desc=config.algorithm, unit='step',
-               dynamic_ncols=True, file=sys.stdout,
-               mininterval=0.1 if sys.stdout.isatty() else 30.0)
+               dynamic_ncols=True, file=sys.stderr,
+               mininterval=0.1 if sys.stderr.isatty() else 30.0)
   stop_signal = []
   previous_handlers = _install_stop_handlers(stop_signal)
   try:
@@ -829,8 +848,9 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
         return {'stopped_at': step}
       if stop_signal:
         path = save_state(step)
-        raise RunError(f'stopped by {stop_signal[0]} at step {step}; checkpoint saved at {path}; '
-                       'run the same command again to resume')
+        signum, name = stop_signal[0]
+        raise Stopped(signum, name, f'at step {step}: checkpoint saved at {path}; run the same '
+                      'command again to resume')
       item = next(prefetch)
       t0 = time.perf_counter()
       task = step % count
@@ -878,9 +898,9 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
         validate(step)
         last_good = save_state(step)
     if stop_signal:     # came during the last steps: stopped before the test, as asked
-      raise RunError(f'stopped by {stop_signal[0]} at step {now.step}, the last; checkpoint '
-                     f'saved at {last_good}; run the same command again to test and write '
-                     'results.json')
+      signum, name = stop_signal[0]
+      raise Stopped(signum, name, f'at step {now.step}, the last: checkpoint saved at '
+                    f'{last_good}; run the same command again to test and write results.json')
   finally:
     _restore_handlers(previous_handlers)
     prefetch.close()
@@ -978,7 +998,7 @@ def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True
     raise RunError(f'{run_dir} has no usable best checkpoint (checkpoints/best) and no record '
                    'of its best step; run the training command again')
   params = load_best(run, model.state_template(make_optimizer(config)), best, repair=False,
-                     report=lambda msg: print(msg, file=sys.stderr, flush=True))
+                     report=warn)
   predicts = model.predicts()
   results = []
   for size in sizes:
@@ -995,7 +1015,10 @@ def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True
       entry.update(per[0])
     results.append(entry)
   if record:
-    record_evaluations(run_dir, results, num_samples)
+    try:
+      record_evaluations(run_dir, results, num_samples)
+    except storage.StorageError as e:     # e.g. an archived, read-only run: the scores stand
+      warn(f'note: these scores were not saved ({_one_line(e)})')
   return results
 
 
@@ -1070,8 +1093,15 @@ def evaluate_invariance(run_dir: str, num_samples: int = 64, pairs_per_twin: int
   result = {'checkpoint_step': best['step'], 'num_samples': num_samples,
             'pairs_per_twin': pairs_per_twin, 'per_algorithm': per_algorithm}
   if record:
-    record_invariance(run_dir, result)
+    try:
+      record_invariance(run_dir, result)
+    except storage.StorageError as e:     # e.g. an archived, read-only run: the numbers stand
+      print(f'note: this measurement was not saved ({_one_line(e)})', file=sys.stderr, flush=True)
   return result
+
+
+def _one_line(e: BaseException) -> str:
+  return ' '.join(str(e).split())
 
 
 def _recorded_best(run: RunDir) -> Optional[dict]:

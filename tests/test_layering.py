@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Plain data and settings: no JAX, no dm-clrs (the command line starts on these).
     ('base', ('nar', 'nar.catalogue', 'nar.config', 'nar.errors', 'nar.overrides',
               'nar.clrs_import', 'nar.digest', 'nar.registry',
-              'nar.storage', 'nar.evaluations', 'nar.provenance')),
+              'nar.storage', 'nar.evaluations', 'nar.provenance', 'nar.preflight')),
     ('data', ('nar.sample', 'nar.batching', 'nar.data', 'nar.cache')),
     ('augment', ('augment', 'augment.*')),
     ('model', ('nar.layers', 'nar.processors', 'nar.model', 'nar.losses', 'nar.evaluation')),
