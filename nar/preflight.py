@@ -39,9 +39,6 @@ def _hint_relic_settings(config: TrainConfig) -> None:
   method = config.method
   names = config.algorithms
   if len(names) > 1:
-    if config.relic_twin != 'rollout':
-      raise ConfigError(f'multi-task Hint-ReLIC computes the twins by rollout; relic_twin='
-                        f'{config.relic_twin} is supported for one algorithm at a time')
     applies = [a for a in names if a in catalogue.AUGMENTED]
     if not applies:
       raise ConfigError(f'method {method} applies to none of {", ".join(names)} '
@@ -77,9 +74,10 @@ def check_method_settings(config: TrainConfig) -> None:
   if entry is None:
     raise ConfigError(f"unknown method '{config.method}'; choose one of: "
                       f"{', '.join(registry.methods())}")
-  if entry.overrides:
-    import dataclasses
-    config = dataclasses.replace(config, **entry.overrides)
+  config = config.as_trained()
+  if len(config.algorithms) > 1 and not entry.multi_task:
+    raise ConfigError(f'method {config.method} does not support multi-task training (several '
+                      'algorithms); train one algorithm at a time with it')
   for group, check in GROUP_CHECKS.items():
     if group in entry.reads:
       check(config)

@@ -48,6 +48,8 @@ class MethodEntry:
       a group neither method reads are the same run.
     control: a control of the baseline (e.g. `size_matched`): `nar report`
       compares the other methods against it, as against the baseline.
+    multi_task: whether it trains several algorithms at once (its class's
+      `supports_multi_task`, known here so a command refuses before importing it).
   """
   name: str
   target: Target
@@ -55,6 +57,7 @@ class MethodEntry:
   description: str = ''
   reads: tuple = ()
   control: bool = False
+  multi_task: bool = True
 
   def factory(self) -> Callable[..., Any]:
     return _resolve(self.target)
@@ -82,13 +85,15 @@ def _resolve(target: Target):
 
 
 def register_method(name: str, target: Target, *, overrides: Optional[Mapping] = None,
-                    description: str = '', reads: tuple = (), control: bool = False) -> MethodEntry:
+                    description: str = '', reads: tuple = (), control: bool = False,
+                    multi_task: bool = True) -> MethodEntry:
   """Registers a training method under `name` (a name is registered once)."""
   if not name or not isinstance(name, str):
     raise ValueError(f'a method name must be a non-empty string, got {name!r}')
   if name in _METHODS:
     raise ValueError(f'method {name!r} is registered already')
-  entry = MethodEntry(name, target, dict(overrides or {}), description, tuple(reads), control)
+  entry = MethodEntry(name, target, dict(overrides or {}), description, tuple(reads), control,
+                      multi_task)
   _METHODS[name] = entry
   return entry
 
@@ -140,6 +145,6 @@ register_method('contrast_no_kl', 'nar.hint_relic:HintReLIC', overrides={'relic_
                 reads=('hint_relic',),
                 description="ablation: the paper's objective without the KL invariance penalty")
 register_method('size_matched', 'nar.size_matched:SizeMatched', reads=('hint_relic',),
-                control=True,
+                control=True, multi_task=False,
                 description="control: the baseline plus fresh samples at the sizes of Hint-ReLIC's "
                             'twins (as many as the supervised variant supervises)')
