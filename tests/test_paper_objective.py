@@ -142,3 +142,8 @@ def test_size_matched_control_draws_at_the_twins_sizes():
   total, terms = control.loss_fn(net)(params, None, x, fresh)
   assert float(total) == pytest.approx(float(terms['sup_x']) + float(terms['sup_fresh']), rel=1e-5)
   assert registry.method('size_matched').control
+
+
+def test_registry_knows_what_each_method_class_supports():
+  for name, entry in registry.methods().items():
+    assert entry.multi_task == entry.factory().supports_multi_task, name
