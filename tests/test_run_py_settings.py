@@ -97,7 +97,11 @@ def _check_equal(algorithm, check_loss=True, **settings):
 @pytest.mark.parametrize('algorithm', ['dfs', 'floyd_warshall'])
 def test_hint_modes_equal_baseline_model(hint_mode, algorithm):
   params, terms = _check_equal(algorithm, hint_mode=hint_mode)
-  assert not any('_enc_linear' in k and '_h_' in k for k in params)
+  from nar.sample import processed_spec
+  hints = [k for k, v in processed_spec(algorithm).items() if v[0] == 'hint']
+  for name in hints:         # no hint encoder; hint decoders only when decoded
+    assert not any(k.endswith(f'algo_0_{name}_enc_linear') for k in params)
+    assert any(f'algo_0_{name}_dec_linear' in k for k in params) == (hint_mode == 'decoded_only')
   hint_terms = [k for k in terms if k.startswith('hint/')]
   assert bool(hint_terms) == (hint_mode == 'decoded_only')
 
@@ -241,7 +245,7 @@ def test_encoder_init_scales_the_scalar_hint_encoders_as_dm_clrs():
     for seed in range(20):
       p = net.init(jax.random.PRNGKey(seed), batch.inputs, batch.hints, batch.lengths,
                    batch.node_mask, is_training=True)
-      ws.append(np.asarray(p['net/algo_0_d_enc_linear']['w']))     # d: a scalar hint
+      ws.append(np.asarray(p['net/~_construct_encoders_decoders/algo_0_d_enc_linear']['w']))
     stds[init] = float(np.std(np.concatenate(ws)))
   # TruncatedNormal(stddev=s) has std 0.88 s.
   assert stds['default'] == pytest.approx(0.88, rel=0.15)
@@ -303,3 +307,57 @@ def test_hint_relic_keeps_every_model_setting_it_can_run_with():
   TrainConfig(method='hint_relic', algorithm='insertion_sort', dropout_prob=0.1,
               hint_teacher_forcing=0.5, hint_repred_mode='hard', nb_msg_passing_steps=2,
               use_ln=False).validate()
+
+
+# ---------------------------------------------------------- the no-hint baseline
+def test_no_hint_baseline_trains_scores_and_is_a_report_column(tmp_path):
+  """`--set hint_mode=none`: a run with no hint encoder, decoder or loss trains and
+  is tested; a sweep's `--vary hint_mode=none` is its own column in the report,
+  compared with the baseline."""
+  from experiments import sweep as sw
+  out = str(tmp_path / 'grid')
+  tiny = dict(steps=2, hidden=8, batch_size=4, eval_every=1, train_sizes=[4], val_samples=4,
+              test_samples=4, test_size=6, eval_batch_size=4, cache_dir=str(tmp_path / 'cache'))
+  sw.sweep('cpu', ['bfs'], ['baseline'], 1, out, overrides=tiny, progress=False)
+  done = dict(sw.sweep('cpu', ['bfs'], ['baseline'], 1, out, overrides=tiny, progress=False,
+                       vary=sw.parse_vary(['hint_mode=none'])))
+  run = sw.run_dir(out, 'bfs', 'baseline', 0, {'hint_mode': 'none'})
+  assert done[run].startswith('done')
+  results = json.load(open(f'{run}/results.json'))
+  assert results['config']['hint_mode'] == 'none' and 0 <= results['test_score'] <= 1
+  train_records = [json.loads(x) for x in open(f'{run}/metrics.jsonl')
+                   if json.loads(x)['kind'] == 'train']
+  assert train_records and all(not any(k.startswith('hint/') for k in r) for r in train_records)
+  assert any(k.startswith('output/') for k in train_records[0])
+  text = sw.report(out, plots=False)
+  header = next(line for line in text.splitlines() if line.startswith('| algorithm |'))
+  assert '| baseline |' in header and 'baseline@hint_mode=none' in header
+
+
+# ------------------------------------------------------------ the generalist
+def test_all_thirty_algorithms_train_together_at_tiny_settings(tmp_path):
+  """`nar train --algorithms all`: one network over the 30 CLRS algorithms (each
+  its encoders and decoders, one processor) initialises, trains, validates and
+  is tested on each."""
+  from nar.catalogue import CLRS30_ALGORITHMS
+  from nar.train import train
+  config = TrainConfig(algorithm='all', steps=2, hidden=8, batch_size=2, eval_every=2,
+                       train_sizes=(4,), val_size=5, val_samples=2, test_samples=2, test_size=5,
+                       eval_batch_size=2, out=str(tmp_path / 'run'),
+                       cache_dir=str(tmp_path / 'cache')).validate()
+  assert config.algorithms == tuple(CLRS30_ALGORITHMS)
+  results = train(config, progress=False)
+  assert list(results['per_algorithm']) == list(CLRS30_ALGORITHMS)
+  assert all(0 <= r['test_score'] <= 1 for r in results['per_algorithm'].values())
+  from nar import checkpoint
+  (_, path), *_ = checkpoint.step_dirs(str(tmp_path / 'run' / 'checkpoints'))
+  with np.load(f'{path}/{checkpoint.STATE}') as state:
+    assert any('net/algo_29_' in k for k in state.files)
+
+
+def test_cli_all_names_the_run_directory_all(monkeypatch):
+  from nar import cli
+  seen = []
+  monkeypatch.setattr(cli, '_train_and_print', lambda config, quiet: seen.append(config) or 0)
+  assert cli.main(['train', '--algorithms', 'all', '--steps', '3']) == 0
+  assert seen[0].out == 'runs/all-baseline-s42' and len(seen[0].algorithms) == 30
