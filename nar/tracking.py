@@ -12,7 +12,10 @@ optional extras (`pip install "nar-hint-relic[tensorboard,wandb]"`).
     drops the earlier process's points, as metrics.jsonl drops its records.
   * wandb: Weights & Biases in offline mode, <run>/wandb/offline-run-*; one per
     process, all under the run's own W&B id (<run>/wandb/nar-run-id), so that
-    `wandb sync --id ID <run>/wandb/offline-run-*` uploads them as one run.
+    `wandb sync --id ID <run>/wandb/offline-run-*` uploads them as one run. A W&B
+    run's steps only go up: steps a resumed process redoes keep the earlier
+    process's values there (the same losses and scores, training being
+    deterministic; its own samples/s).
 
 Each numeric value of a record is one scalar, tagged by the record's kind, its
 algorithm (multi-task) and test size, and its key path:
