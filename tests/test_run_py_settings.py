@@ -361,3 +361,17 @@ def test_cli_all_names_the_run_directory_all(monkeypatch):
   monkeypatch.setattr(cli, '_train_and_print', lambda config, quiet: seen.append(config) or 0)
   assert cli.main(['train', '--algorithms', 'all', '--steps', '3']) == 0
   assert seen[0].out == 'runs/all-baseline-s42' and len(seen[0].algorithms) == 30
+
+
+def test_generalist_cost_counts_a_training_step_of_each_algorithm():
+  """experiments.generalist_cost: the FLOPs of a training step grow with the width
+  (matmuls ~ hidden^2) and the batch (linearly), and are mostly matmuls."""
+  from experiments.generalist_cost import step_flops
+  small = step_flops('bfs', 8, 2, 5)
+  wide = step_flops('bfs', 16, 2, 5)
+  large = step_flops('bfs', 8, 4, 5)
+  assert small['T'] == wide['T'] == large['T'] and small['size'] == 5
+  assert 2.5 < wide['matmul_flops'] / small['matmul_flops'] <= 4.0
+  assert large['flops'] / small['flops'] == pytest.approx(2.0, rel=0.25)
+  assert small['matmul_flops'] > 0.5 * small['flops']
+  assert step_flops('naive_string_matcher', 8, 2, 16)['size'] == 20
