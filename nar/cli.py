@@ -62,7 +62,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
   p.add_argument('--algorithm', '--algorithms', '-a', dest='algorithm', required=True,
                  help='one of `nar algorithms`, or several comma-separated (multi-task: one '
-                      'network, shared processor, algorithms in turn)')
+                      'network, shared processor, algorithms in turn), or all (the 30)')
   from nar import registry
   p.add_argument('--method', default='baseline',
                  help='; '.join(f'{e.name}: {e.description}' for e in registry.methods().values())
@@ -76,6 +76,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--test-size', type=_min_size, default=None, help=explain('test_size'))
   p.add_argument('--precision', default=None,
                  help='float32 | bfloat16 (mixed precision: bfloat16 compute; default float32)')
+  p.add_argument('--log', default=None, metavar='TRACKERS',
+                 help='experiment tracking besides metrics.jsonl: tensorboard, wandb (offline) '
+                      'or both, comma-separated (pip install "nar-hint-relic[tensorboard,wandb]"; '
+                      'default none)')
   p.add_argument('--out', default=None, help='run directory (default runs/<algorithm>-<method>-s<seed>)')
   p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                  help='any other TrainConfig field, e.g. --set relic_lambda=0.5 (JSON values); '
@@ -97,7 +101,7 @@ def _config_from_args(args):
   from nar.overrides import parse_overrides
   values = {'algorithm': args.algorithm, 'method': args.method}
   for name in ('steps', 'hidden', 'batch_size', 'seed', 'processor', 'eval_every', 'test_size',
-               'precision', 'out'):
+               'precision', 'out', 'log'):
     v = getattr(args, name)
     if v is not None:
       values[name] = v

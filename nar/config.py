@@ -28,6 +28,15 @@ REMAT_MODES = ('full', 'none')
 # (the method's fixed values applied). `migrate` reads every older version.
 CONFIG_SCHEMA = 2
 
+# dm-clrs examples/run.py's model settings (docs/run_py_settings.md).
+# How hints are used: encoded as inputs and decoded (supervised), decoded only, or not at all.
+HINT_MODES = ('encoded_decoded', 'decoded_only', 'none')
+# How a predicted hint is fed back as the next step's input (dm-clrs `hint_repred_mode`).
+HINT_REPRED_MODES = ('soft', 'hard', 'hard_on_eval')
+ENCODER_INITS = ('default', 'xavier_on_scalars')
+# Experiment trackers (`nar.tracking`): several comma-separated, or 'none'.
+TRACKERS = ('none', 'tensorboard', 'wandb')
+
 # Settings added after runs were saved whose value in those runs was not today's
 # default: a version-1 config.json without the key is read with this value.
 LEGACY_VALUES = {'relic_twin': 'rollout', 'remat': 'none', 'relic_beta': 1.0}
@@ -41,8 +50,14 @@ class ConfigError(ValueError):
   """A setting that is unknown, of the wrong type or out of range."""
 
 
+# A 'names' setting given this word holds every name it may hold.
+ALL = 'all'
+
 # Integers reach JAX's 32-bit counters (`fold_in(key, step)`) and NumPy's seeds.
 INT_MAX = 2 ** 31 - 1
+# Each message-passing step is unrolled in the compiled step: past this, compilation
+# grows long for no use run.py's users make of it.
+MAX_MSG_PASSING_STEPS = 16
 # Smaller inputs than this make no sense as a graph, an array or a string to
 # search in (and some dm-clrs samplers fail on them).
 MIN_SIZE = 4
@@ -143,6 +158,8 @@ class Rule:
     """The names of a comma-separated list, each known, none twice, at least one."""
     if not isinstance(value, str):
       raise ConfigError(f'{name} must be a name or comma-separated names, got {_short(value)}')
+    if value.strip() == ALL:      # every choice, in its order (the 30 algorithms)
+      return list(self.options())
     names = [x.strip() for x in value.split(',')]
     if not any(names):
       raise ConfigError(f'{name} names no algorithm; choose from: {", ".join(self.options())}')
@@ -242,6 +259,39 @@ class TrainConfig:
       0, 'groups of samples of similar trajectory length per batch, each skipping the time '
       'steps past its longest sample (0: automatic, 4 on a CPU when lengths vary, else 1)', 'int',
       low=0, high=INT_MAX)
+  # dm-clrs examples/run.py's settings, at its defaults (docs/run_py_settings.md maps
+  # every run.py flag): the network of a run with other values equals dm-clrs's
+  # BaselineModel built with them (tests/test_run_py_settings.py).
+  hint_mode: str = setting('encoded_decoded', "hints encoded as inputs and decoded "
+                           "('encoded_decoded'), only decoded ('decoded_only') or not used "
+                           "('none': the no-hint baseline)", 'choice', choices=HINT_MODES)
+  hint_teacher_forcing: float = setting(
+      0.0, 'probability that a training sample reads the true hints of a step instead of its '
+      'own prediction (encoded_decoded only)', 'float', low=0, high=1)
+  hint_repred_mode: str = setting(
+      'soft', "predicted hints fed back as probabilities ('soft'), argmax/threshold ('hard', "
+      "no gradient through them) or soft in training and hard in evaluation ('hard_on_eval')",
+      'choice', choices=HINT_REPRED_MODES)
+  dropout_prob: float = setting(0.0, 'dropout on the processor output in training (< 1)',
+                                'float', low=0, high=1)
+  use_lstm: bool = setting(False, 'an LSTM after the processor (state per node)', 'bool')
+  nb_msg_passing_steps: int = setting(1, 'processor applications per hint step', 'int',
+                                      low=1, high=MAX_MSG_PASSING_STEPS)
+  use_ln: bool = setting(True, 'layer normalisation in the processor', 'bool')
+  nb_triplet_fts: int = setting(8, 'triplet features of the triplet processors', 'int', low=1,
+                                high=INT_MAX)
+  nb_heads: int = setting(1, 'attention heads of the GAT processors', 'int', low=1, high=INT_MAX)
+  encoder_init: str = setting('xavier_on_scalars', "initialiser of the encoders: 'default', or "
+                              "'xavier_on_scalars' (scalar hints at 1/sqrt(hidden))", 'choice',
+                              choices=ENCODER_INITS)
+  random_pos: bool = setting(True, 'random `pos` inputs in training and validation', 'bool')
+  enforce_permutations: bool = setting(
+      True, 'sorting outputs as permutation pointers (false: plain pointers)', 'bool')
+  enforce_pred_as_input: bool = setting(
+      True, 'a static pred_h hint moved to the input pred (12 algorithms)', 'bool')
+  # Experiment tracking (nar.tracking): curves besides metrics.jsonl; changes nothing trained.
+  log: str = setting('none', 'experiment trackers, comma-separated: tensorboard (event files '
+                     'in <run>/tensorboard), wandb (offline, <run>/wandb); none: off', 'str')
   # Hint-ReLIC's settings (docs/method.md), group 'hint_relic': read only by the
   # methods registered as reading that group (nar.registry).
   relic_lambda: float = _relic(0.1, 'weight of contrast + alpha * KL', 'float', low=0)
@@ -279,7 +329,14 @@ class TrainConfig:
     float, train_sizes as a tuple); ConfigError names the first bad one."""
     for f in dataclasses.fields(self):
       setattr(self, f.name, f.metadata['rule'].check(f.name, getattr(self, f.name)))
+    self.log = ','.join(trackers_of(self.log))
+    _check_combination(self)
     return self
+
+  @property
+  def trackers(self) -> tuple:
+    """The experiment trackers the run writes to (`nar.tracking`); () when off."""
+    return tuple(x for x in trackers_of(self.log) if x != 'none')
 
   def resolved_cache_dir(self) -> str:
     return self.cache_dir or os.environ.get('NAR_CACHE') or os.path.expanduser(
@@ -319,6 +376,49 @@ class TrainConfig:
     migrated = migrate(d)
     migrated.pop('schema')
     return cls(**migrated).validate()
+
+
+def trackers_of(text: str) -> list:
+  """The tracker names of a `log` setting ('tensorboard,wandb'); ConfigError for an
+  unknown one, one named twice, or 'none' with others."""
+  names = [x.strip() for x in text.split(',')]
+  unknown = [x for x in names if x not in TRACKERS]
+  if unknown:
+    raise ConfigError(f"unknown log {', '.join(_short(x) for x in unknown)}; choose from: "
+                      f"{', '.join(TRACKERS)} (several: comma-separated)")
+  if len(set(names)) < len(names) or ('none' in names and len(names) > 1):
+    raise ConfigError(f'log {_short(text)} names a tracker twice, or none with others')
+  return names
+
+
+# run.py's data processing flags (random pos, permutation pointers, pred_h as input).
+DATA_PROCESSING = ('random_pos', 'enforce_permutations', 'enforce_pred_as_input')
+
+
+def _check_combination(config: 'TrainConfig') -> None:
+  """Settings valid alone that cannot go together (one-line ConfigError)."""
+  if config.dropout_prob >= 1:
+    raise ConfigError(f'dropout_prob must be < 1 (1 drops everything), got {config.dropout_prob}')
+  for key in DATA_PROCESSING:
+    if getattr(config, key) is not True:
+      raise ConfigError(f"{key}=false is not applied here yet: the training stream, the "
+                        "validation and test splits and their cache follow run.py's default "
+                        f'processing ({key}=true) (docs/run_py_settings.md)')
+  try:
+    reads_relic = HINT_RELIC in registry.method(config.method).reads
+  except KeyError:
+    reads_relic = False
+  if reads_relic:
+    # Hint-ReLIC contrasts the representations of hint steps computed from encoded hints,
+    # re-running single steps from a processor latent (nar.hint_relic).
+    for key, needed in (('hint_mode', 'encoded_decoded'), ('use_lstm', False),
+                        ('random_pos', True), ('enforce_permutations', True),
+                        ('enforce_pred_as_input', True)):
+      if getattr(config, key) != needed:
+        raise ConfigError(f'method {config.method} needs {key}={json.dumps(needed)} (its '
+                          'twins and single steps are built for the hints encoded and '
+                          "decoded, run.py's data processing and no LSTM state); got "
+                          f'{key}={json.dumps(getattr(config, key))}')
 
 
 # Keys a saved configuration must have: without them it is not a run's configuration.
@@ -385,7 +485,7 @@ def migrate(saved: dict) -> dict:
 # `remat` changes how the gradient is computed, not what it is.
 RESUMABLE_DIFFERENCES = {'steps', 'out', 'cache_dir', 'prefetch', 'log_every', 'remat',
                          'grad_terms_every',
-                         'length_groups', 'sampling_processes'}
+                         'length_groups', 'sampling_processes', 'log'}
 
 
 def setting_group(key: str) -> Optional[str]:

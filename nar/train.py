@@ -37,6 +37,7 @@ from nar import distributed
 from nar import provenance
 from nar import data as data_lib
 from nar import storage
+from nar import tracking
 from nar.batching import Batch
 from nar.config import (MIN_SIZE, ConfigError, TrainConfig, compile_cache_dir,
                         config_conflicts, load_config, load_config_file)
@@ -377,6 +378,7 @@ class RunDir:
     self.metrics_before_restart = os.path.join(path, 'metrics-before-restart.jsonl')
     self.results = os.path.join(path, 'results.json')
     self.log = os.path.join(path, 'train.log')
+    self.tracker = tracking.Tracker()     # curves besides metrics.jsonl (`log` setting)
 
   def step_checkpoint(self, step: int) -> str:
     return os.path.join(self.checkpoints, f'step-{step:08d}')
@@ -441,6 +443,7 @@ class RunDir:
 
   def append_metrics(self, record: dict) -> None:
     storage.append_line(self.metrics, json.dumps(record))
+    self.tracker.log(record)
 
   def read_metrics(self, report=warn) -> list[dict]:
     """The records of metrics.jsonl; a torn or foreign line is skipped with a warning."""
@@ -650,6 +653,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
   # What the run trains and what its config.json says: the method's fixed values applied.
   config = config.validate().as_trained()
   check_runnable(config)       # before anything is written: nothing blocks a corrected command
+  tracking.check_available(config)
   run = RunDir(config.out)
   try:
     return _train(run, config, progress, stop_after, method_factory)
@@ -657,6 +661,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
     e.saved = e.saved or _what_is_saved(run)
     raise
   finally:
+    run.tracker.close()
     run.unlock()
 
 
@@ -717,6 +722,7 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
   now = _start_or_resume(run, model, optimizer, base_key, resuming, io)
   if writer:
     run.truncate_metrics(now.step, report=io.warn)
+    run.tracker = tracking.open_trackers(config, run.path, now.step)
   now.state = placement.replicate(now.state)
   predicts = model.predicts(placement)
   stopped = _train_loop(run, model, optimizer, placement, predicts, base_key, now, io,
@@ -829,6 +835,7 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
                   {'step': step, 'best': now.best})
 
   last_good = None
+  timed_at_record = (timings['steps_timed'], timings['train_s'])
   prefetch = data_lib.prefetcher(TaskBatches(tasks), start_step, config.prefetch,
                                  config.sampling_processes)
   seen_shapes = set()
@@ -888,6 +895,12 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
         rec = {'kind': 'train', 'step': step, 'loss': loss, 'grad_norm': float(gnorm)}
         if multi:
           rec['algorithm'] = names[task]
+        # Training throughput since the last record, compiling steps left out.
+        timed = timings['steps_timed'] - timed_at_record[0]
+        if timed:
+          rec['samples_per_s'] = (timed * config.batch_size
+                                  / (timings['train_s'] - timed_at_record[1]))
+        timed_at_record = (timings['steps_timed'], timings['train_s'])
         rec.update({k: float(v) for k, v in jax.device_get(terms).items()})
         if io.writer:
           run.append_metrics(rec)

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ('augment', ('augment', 'augment.*')),
     ('model', ('nar.layers', 'nar.processors', 'nar.model', 'nar.losses', 'nar.evaluation')),
     ('methods', ('nar.methods', 'nar.hint_relic', 'nar.size_matched', 'nar.invariance')),
-    ('train', ('nar.train', 'nar.checkpoint', 'nar.distributed', 'nar.interop')),
+    ('train', ('nar.train', 'nar.checkpoint', 'nar.distributed', 'nar.interop', 'nar.tracking')),
     ('experiments', ('experiments', 'experiments.*')),
     ('cli', ('nar.cli',)),
 ]
