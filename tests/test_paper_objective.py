@@ -147,3 +147,20 @@ def test_size_matched_control_draws_at_the_twins_sizes():
 def test_registry_knows_what_each_method_class_supports():
   for name, entry in registry.methods().items():
     assert entry.multi_task == entry.factory().supports_multi_task, name
+
+
+@pytest.mark.parametrize('method', ['hint_relic_supervised', 'size_matched'])
+def test_the_variant_and_the_control_train_end_to_end(tmp_path, method):
+  from nar.train import train
+  from tests.test_train import tiny
+  results = train(tiny(tmp_path / 'run', tmp_path / 'cache', algorithm='insertion_sort',
+                       method=method, steps=2, eval_every=2, train_sizes=(5,),
+                       relic_critic_hidden=8), progress=False)
+  saved = json.load(open(tmp_path / 'run' / 'config.json'))
+  assert saved['method'] == method and saved['schema'] == CONFIG_SCHEMA
+  if method == 'hint_relic_supervised':
+    assert (saved['relic_beta'], saved['relic_twin']) == (1.0, 'rollout')
+  records = [json.loads(x) for x in open(tmp_path / 'run' / 'metrics.jsonl')]
+  train_terms = [r for r in records if r['kind'] == 'train']
+  assert train_terms and ('sup_twin' if method != 'size_matched' else 'sup_fresh') in train_terms[-1]
+  assert results['versions']['backend'] == 'cpu' and 'commit' in results['versions']['code']
