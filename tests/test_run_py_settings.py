@@ -341,8 +341,10 @@ def test_all_thirty_algorithms_train_together_at_tiny_settings(tmp_path):
   is tested on each."""
   from nar.catalogue import CLRS30_ALGORITHMS
   from nar.train import train
+  # Training at n = 14: the string matchers' size is then 17, the least their needles
+  # of up to 8 characters fit in (run.py's length_needle -8).
   config = TrainConfig(algorithm='all', steps=2, hidden=8, batch_size=2, eval_every=2,
-                       train_sizes=(4,), val_size=5, val_samples=2, test_samples=2, test_size=5,
+                       train_sizes=(14,), val_samples=2, test_samples=2, test_size=5,
                        eval_batch_size=2, out=str(tmp_path / 'run'),
                        cache_dir=str(tmp_path / 'cache')).validate()
   assert config.algorithms == tuple(CLRS30_ALGORITHMS)
