@@ -335,16 +335,20 @@ def test_no_hint_baseline_trains_scores_and_is_a_report_column(tmp_path):
 
 
 # ------------------------------------------------------------ the generalist
-def test_all_thirty_algorithms_train_together_at_tiny_settings(tmp_path):
+def test_all_thirty_algorithms_train_together_at_tiny_settings(tmp_path, monkeypatch):
   """`nar train --algorithms all`: one network over the 30 CLRS algorithms (each
   its encoders and decoders, one processor) initialises, trains, validates and
   is tested on each."""
+  from nar import data as data_lib
   from nar.catalogue import CLRS30_ALGORITHMS
   from nar.train import train
+  # The padding plan's probe (128 samples a size, per algorithm) only sets shapes.
+  monkeypatch.setattr(data_lib, 'PROBE_SAMPLES', 4)
   # Training at n = 14: the string matchers' size is then 17, the least their needles
   # of up to 8 characters fit in (run.py's length_needle -8).
   config = TrainConfig(algorithm='all', steps=2, hidden=8, batch_size=2, eval_every=2,
                        train_sizes=(14,), val_samples=2, test_samples=2, test_size=5,
+                       length_groups=1,
                        eval_batch_size=2, out=str(tmp_path / 'run'),
                        cache_dir=str(tmp_path / 'cache')).validate()
   assert config.algorithms == tuple(CLRS30_ALGORITHMS)
