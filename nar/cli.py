@@ -119,6 +119,7 @@ def cmd_train(args) -> int:
              or any(os.environ.get(v) for v in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES')))
   # With several processes only process 0 owns the directory: it checks it itself.
   (preflight.check_method_settings if several else preflight.check_training)(config)
+  _note_run(config.out)
   from nar import distributed
   cluster = distributed.resolve(args.coordinator, args.num_processes, args.process_id,
                                 auto=args.distributed)
@@ -135,6 +136,7 @@ def cmd_run(args) -> int:
         '`nar train --list-settings` for their meaning)', file=sys.stderr, flush=True)
   from nar.preflight import check_training
   check_training(config)
+  _note_run(config.out)
   return _train_and_print(config, args.quiet)
 
 
@@ -289,53 +291,49 @@ def _user_errors() -> tuple:
   return tuple(errors)
 
 
-_PENDING_INTERRUPTS = [0]
 # The stop signals and their rule (docs/troubleshooting.md, "Processes and signals"):
 # whatever the moment, exit code 128 + the number and one line saying what was saved.
 _STOP_SIGNALS = ('SIGINT', 'SIGTERM')
+# What a stop now keeps: set by the command running (`_note_run`), read by `_interrupt`.
+_STOP_NOTE = [lambda: 'nothing was saved']
+
+
+def _note_run(run_dir: str) -> None:
+  """A stop from now on says what `run_dir` keeps (its newest checkpoint)."""
+  from nar.preflight import saved_checkpoint_note
+  _STOP_NOTE[0] = lambda: saved_checkpoint_note(run_dir)
 
 
 def _interrupt(signum, frame):
-  """SIGINT or SIGTERM in `nar`: `nar.errors.Stopped` (a KeyboardInterrupt, as
-  Ctrl-C raises by default), never lost. Python prints and drops one raised inside
-  a garbage-collector callback (JAX registers one that runs often during
-  start-up), a finaliser or a weakref callback: inside the first two it comes
-  again 50 ms later instead; and one that `nar` has not received a second later
-  (dropped elsewhere) comes again then."""
-  import gc
+  """SIGINT or SIGTERM in `nar`, outside a training loop (which checkpoints and
+  stops at the next step, `nar.train`): the process ends at once with one line
+  saying what is kept. Every file `nar` writes is replaced atomically
+  (`nar.storage`), so nothing saved is lost; an exception raised here instead
+  could land inside an import, a garbage-collector callback or a finaliser,
+  where Python drops it or a half-imported extension crashes the process."""
+  del frame
   import signal
-  from nar.errors import Stopped
-  callbacks = {getattr(cb, '__code__', None) for cb in gc.callbacks}
-  f = frame
-  while f is not None:
-    if f.f_code in callbacks or f.f_code.co_name == '__del__':
-      _later(0.05, signum, always=True)
-      return
-    f = f.f_back
-  _PENDING_INTERRUPTS[0] += 1
-  _later(1.0, signum, always=False)
-  raise Stopped(int(signum), signal.Signals(signum).name)
-
-
-def _later(delay: float, signum: int, always: bool) -> None:
-  import _thread
-  import threading
-
-  def again():
-    if always or _PENDING_INTERRUPTS[0]:
-      _thread.interrupt_main(signum)
-  timer = threading.Timer(delay, again)
-  timer.daemon = True
-  timer.start()
+  try:
+    note = _STOP_NOTE[0]()
+  except Exception:  # pylint: disable=broad-except  (the line must come whatever happens)
+    note = 'what was saved before is kept'
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except Exception:  # pylint: disable=broad-except
+      pass
+  os.write(2, f'nar: stopped by {signal.Signals(signum).name}; {note}\n'.encode())
+  os._exit(128 + int(signum))
 
 
 def _stopped(e: KeyboardInterrupt) -> int:
-  """The one line and the exit code of a stop (`nar.errors.Stopped`; a bare
-  KeyboardInterrupt is a SIGINT)."""
+  """The one line and the exit code of a stop that reached `main` as an exception
+  (`nar.errors.Stopped` from a training loop; a bare KeyboardInterrupt is a SIGINT
+  where `nar` did not install its handler)."""
   import signal
   signum = getattr(e, 'signum', int(signal.SIGINT))
   name = getattr(e, 'name', 'SIGINT')
-  saved = getattr(e, 'saved', '') or 'nothing was saved'
+  saved = getattr(e, 'saved', '') or _STOP_NOTE[0]()
   print(f'nar: stopped by {name} {saved}' if saved.startswith('at step ')
         else f'nar: stopped by {name}; {saved}', file=sys.stderr)
   return 128 + signum
@@ -354,18 +352,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         ours.append((sig, signal.signal(sig, _interrupt)))
   try:
     return _main(argv)
-  except KeyboardInterrupt as e:       # also during start-up (imports, argument parsing)
-    _PENDING_INTERRUPTS[0] = 0
+  except KeyboardInterrupt as e:
     return _stopped(e)
   finally:
-    _PENDING_INTERRUPTS[0] = 0      # received, or nothing left to interrupt
     for sig, previous in ours:
       signal.signal(sig, previous)
+    _STOP_NOTE[0] = lambda: 'nothing was saved'
 
 
 def _main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
+  if args.command == 'sweep':
+    _STOP_NOTE[0] = lambda: ('each run keeps its newest checkpoint; run the same sweep again '
+                             'to resume')
   from nar.storage import StorageError, cause
   try:
     return args.fn(args)
@@ -373,7 +373,6 @@ def _main(argv: Optional[list[str]] = None) -> int:
     print(f'nar: error: {_one_line(e)}', file=sys.stderr)
     return 2
   except KeyboardInterrupt as e:
-    _PENDING_INTERRUPTS[0] = 0
     return _stopped(e)
   except Exception as e:  # pylint: disable=broad-except
     if isinstance(e, _user_errors()):

@@ -167,3 +167,19 @@ def check_run_to_evaluate(run_dir: str, best_only: bool = False) -> TrainConfig:
   elif not os.path.isdir(checkpoints) or not os.listdir(checkpoints):
     raise RunError(f'{run_dir} has no best checkpoint yet (checkpoints/best)')
   return config
+
+
+def saved_checkpoint_note(run_dir: str) -> str:
+  """What a run stopped now keeps, for the stop line (checkpoints are renamed
+  into place whole: the newest step checkpoint on disk is intact or, if not,
+  the resume skips it for the one before)."""
+  try:
+    steps = sorted(int(n[5:]) for n in os.listdir(os.path.join(run_dir, 'checkpoints'))
+                   if n.startswith('step-') and n[5:].isdigit())
+  except OSError:
+    steps = []
+  if not steps:
+    return 'no checkpoint was saved yet; run the same command again to start'
+  path = os.path.join(run_dir, 'checkpoints', f'step-{steps[-1]:08d}')
+  return (f'the newest checkpoint, step {steps[-1]}, is kept ({path}); run the same command '
+          'again to go on from it')

@@ -538,7 +538,8 @@ def _install_stop_handlers(flag: list) -> dict:
   previous = {}
   for sig in (signal.SIGTERM, signal.SIGINT):
     def handler(signum, frame):
-      del frame
+      if flag and callable(previous.get(signum)):   # a second one: the caller's rule, at once
+        previous[signum](signum, frame)
       flag.append((int(signum), signal.Signals(signum).name))
     previous[sig] = signal.signal(sig, handler)
   return previous
@@ -657,23 +658,9 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
   run = RunDir(config.out)
   try:
     return _train(run, config, progress, stop_after, method_factory)
-  except Stopped as e:      # a signal outside the steps (start-up, the test): say what is kept
-    e.saved = e.saved or _what_is_saved(run)
-    raise
   finally:
     run.tracker.close()
     run.unlock()
-
-
-def _what_is_saved(run: RunDir) -> str:
-  """What a run stopped now keeps, for the stop message (checkpoints are atomic:
-  the newest one on disk is whole)."""
-  steps = ckpt.step_dirs(run.checkpoints)
-  if not steps:
-    return 'no checkpoint was saved yet; run the same command again to start'
-  step, path = steps[0]
-  return (f'the newest checkpoint, step {step}, is kept ({path}); run the same command again '
-          'to go on from it')
 
 
 @dataclasses.dataclass
