@@ -22,7 +22,7 @@ import numpy as np
 
 from nar import data as data_lib
 from nar.batching import Batch
-from nar.config import ConfigError, TrainConfig
+from nar.config import TrainConfig
 from nar.losses import supervised_loss
 from nar.methods import Baseline
 from nar.sample import draw_args, protocol_kwargs, sample_from_args, sampler_for
@@ -47,12 +47,11 @@ class SizeMatched(Baseline):
 
   @classmethod
   def check(cls, config: TrainConfig, spec: dict) -> None:
-    """The twins' sizes come from the algorithm's augmentation rule."""
-    import augment
-    if config.algorithm not in augment.supported():
-      raise ConfigError(f'method {config.method} matches the sizes of the twins of an '
-                        f'augmentation rule, and {config.algorithm} has none; supported: '
-                        f'{", ".join(augment.supported())}')
+    """The twins' sizes come from the algorithm's augmentation rule: Hint-ReLIC's
+    checks of its settings group, which this method reads (`nar.preflight`
+    answers the same before anything loads)."""
+    from nar.hint_relic import HintReLIC
+    HintReLIC.check(config, spec)
 
   def __init__(self, config: TrainConfig, spec: dict, param_prefix: str = ''):
     import augment
