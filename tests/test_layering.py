@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ('augment', ('augment', 'augment.*')),
     ('model', ('nar.layers', 'nar.processors', 'nar.model', 'nar.losses', 'nar.evaluation')),
     ('methods', ('nar.methods', 'nar.hint_relic', 'nar.size_matched', 'nar.invariance')),
-    ('train', ('nar.train', 'nar.checkpoint', 'nar.distributed', 'nar.interop', 'nar.tracking')),
+    ('train', ('nar.train', 'nar.checkpoint', 'nar.distributed', 'nar.interop', 'nar.tracking',
+               'nar.memory')),
     ('experiments', ('experiments', 'experiments.*')),
     ('cli', ('nar.cli',)),
 ]
