@@ -358,7 +358,7 @@ def test_all_thirty_algorithms_train_together_at_tiny_settings(tmp_path, monkeyp
   from nar import checkpoint
   (_, path), *_ = checkpoint.step_dirs(str(tmp_path / 'run' / 'checkpoints'))
   with np.load(f'{path}/{checkpoint.STATE}') as state:
-    assert any('net/algo_29_' in k for k in state.files)
+    assert any('algo_29_' in k for k in state.files)     # the 30th algorithm's encoders
 
 
 def test_cli_all_names_the_run_directory_all(monkeypatch):
