@@ -355,10 +355,9 @@ def test_all_thirty_algorithms_train_together_at_tiny_settings(tmp_path, monkeyp
   results = train(config, progress=False)
   assert list(results['per_algorithm']) == list(CLRS30_ALGORITHMS)
   assert all(0 <= r['test_score'] <= 1 for r in results['per_algorithm'].values())
-  from nar import checkpoint
-  (_, path), *_ = checkpoint.step_dirs(str(tmp_path / 'run' / 'checkpoints'))
-  with np.load(f'{path}/{checkpoint.STATE}') as state:
-    assert any('net/algo_29_' in k for k in state.files)
+  # Each was validated at the selected step (model selection on the sum of the 30).
+  assert all(isinstance(r['best_val']['score'], float)
+             for r in results['per_algorithm'].values())
 
 
 def test_cli_all_names_the_run_directory_all(monkeypatch):
