@@ -35,6 +35,7 @@ import optax
 from nar import checkpoint as ckpt
 from nar import distributed
 from nar import provenance
+from nar.memory import free_memory_bytes
 from nar import data as data_lib
 from nar import storage
 from nar import tracking
@@ -287,28 +288,6 @@ def evaluation_bytes_per_sample(num_nodes: int, hidden: int) -> int:
   """Estimated peak memory of evaluating one problem of `num_nodes` nodes."""
   triples = min(num_nodes ** 3 * ProcessorConfig.nb_triplet_fts, MAX_PLUS_BLOCK_ELEMENTS)
   return EVAL_BYTES_PER_PAIR_UNIT * num_nodes ** 2 * hidden + 4 * triples
-
-
-def free_memory_bytes(device=None) -> Optional[int]:
-  """Free memory of `device` (default the first): the accelerator's own (its
-  allocator's limit minus what is in use), the host's MemAvailable for a CPU;
-  None where neither is known."""
-  device = device or jax.devices()[0]
-  stats = None
-  try:
-    stats = device.memory_stats()
-  except Exception:      # backends without allocator statistics
-    stats = None
-  if stats and stats.get('bytes_limit'):
-    return int(stats['bytes_limit']) - int(stats.get('bytes_in_use', 0))
-  try:
-    with open('/proc/meminfo') as f:
-      for line in f:
-        if line.startswith('MemAvailable:'):
-          return int(line.split()[1]) * 1024
-  except (OSError, ValueError, IndexError):
-    pass
-  return None
 
 
 def evaluation_batch_size(requested: int, num_nodes: int, hidden: int, devices: int = 1,
@@ -967,6 +946,31 @@ def evaluate_run(run_dir: str, size: int = 64, progress: bool = True,
                             record=record)[0]
 
 
+def _saved_run(run_dir: str) -> tuple:
+  """(`RunDir`, its saved configuration) of a run to evaluate; RunError if
+  `run_dir` is not a run directory."""
+  run = RunDir(run_dir)
+  if not os.path.exists(run.config):
+    raise RunError(f'{run_dir} is not a run directory (no config.json)')
+  return run, load_config(run.config)
+
+
+def _best_of_run(run: RunDir, config: TrainConfig) -> tuple:
+  """(`RunModel`, best validation record, its parameters) of a saved run, read
+  without repairing anything; RunError when there is no usable best checkpoint."""
+  enable_compilation_cache(config.resolved_cache_dir())
+  if not os.path.isdir(run.checkpoints) or not os.listdir(run.checkpoints):
+    raise RunError(f'{run.path} has no best checkpoint yet (checkpoints/best)')
+  model = build_run_model(config)
+  best = _recorded_best(run)
+  if best is None:
+    raise RunError(f'{run.path} has no usable best checkpoint (checkpoints/best) and no record '
+                   'of its best step; run the training command again')
+  params = load_best(run, model.state_template(make_optimizer(config)), best, repair=False,
+                     report=warn)
+  return model, best, params
+
+
 def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True,
                        num_samples: Optional[int] = None, record: bool = True) -> list:
   """Tests the best checkpoint of a run at each of `sizes` (the test split's
@@ -985,20 +989,8 @@ def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True
     if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE:
       raise ConfigError(f'evaluation size must be an integer >= {MIN_SIZE} (smaller problems '
                         f'mean nothing), got {size!r}')
-  run = RunDir(run_dir)
-  if not os.path.exists(run.config):
-    raise RunError(f'{run_dir} is not a run directory (no config.json)')
-  config = load_config(run.config)
-  enable_compilation_cache(config.resolved_cache_dir())
-  if not os.path.isdir(run.checkpoints) or not os.listdir(run.checkpoints):
-    raise RunError(f'{run_dir} has no best checkpoint yet (checkpoints/best)')
-  model = build_run_model(config)
-  best = _recorded_best(run)
-  if best is None:
-    raise RunError(f'{run_dir} has no usable best checkpoint (checkpoints/best) and no record '
-                   'of its best step; run the training command again')
-  params = load_best(run, model.state_template(make_optimizer(config)), best, repair=False,
-                     report=warn)
+  run, config = _saved_run(run_dir)
+  model, best, params = _best_of_run(run, config)
   predicts = model.predicts()
   results = []
   for size in sizes:
@@ -1042,22 +1034,12 @@ def evaluate_invariance(run_dir: str, num_samples: int = 64, pairs_per_twin: int
                            ('chunk', chunk, 1)):
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
       raise ConfigError(f'invariance {name} must be a positive integer, got {value!r}')
-  run = RunDir(run_dir)
-  if not os.path.exists(run.config):
-    raise RunError(f'{run_dir} is not a run directory (no config.json)')
-  config = load_config(run.config)
+  run, config = _saved_run(run_dir)
   covered = [a for a in config.algorithms if a in augment.supported()]
   if not covered:
     raise ConfigError(f'{config.algorithm} has no augmentation rule: there are no twins to '
                       f'measure invariance on (rules: {", ".join(augment.supported())})')
-  enable_compilation_cache(config.resolved_cache_dir())
-  model = build_run_model(config)
-  best = _recorded_best(run)
-  if best is None:
-    raise RunError(f'{run_dir} has no usable best checkpoint (checkpoints/best) and no record '
-                   'of its best step; run the training command again')
-  params = load_best(run, model.state_template(make_optimizer(config)), best, repair=False,
-                     report=lambda msg: print(msg, file=sys.stderr, flush=True))
+  model, best, params = _best_of_run(run, config)
   # The hints the run's contrast regularises (all of them for a run without one).
   which = config.relic_hints if method_reads(config.method, 'hint_relic') else 'all'
   per_algorithm = {}
