@@ -18,6 +18,14 @@ if 'NAR_COMPILE_CACHE' not in os.environ:
   _OWN_COMPILE_CACHE = os.environ['NAR_COMPILE_CACHE']
 else:
   _OWN_COMPILE_CACHE = None
+# One cache per xdist worker (and the processes its tests start): with one cache
+# for both, a worker died of a segmentation fault inside JAX's cache read
+# (get_executable_and_time, tests/test_sweep.py, in CI and here; the entry it
+# read is not known). Within a worker, runs still share what they compile.
+if os.environ.get('PYTEST_XDIST_WORKER') and not os.environ.get('NAR_TEST_WORKER_CACHE'):
+  os.environ['NAR_COMPILE_CACHE'] = os.path.join(os.environ['NAR_COMPILE_CACHE'],
+                                                 os.environ['PYTEST_XDIST_WORKER'])
+  os.environ['NAR_TEST_WORKER_CACHE'] = '1'
 
 
 def pytest_sessionfinish(session, exitstatus):
