@@ -99,27 +99,30 @@ class PaddingPlan:
   trajectories go past the probe's (bfs at n = 13: probe 5 steps, batches up to
   9). So the planned steps never shrink from one size to the next larger one,
   and a batch longer than its size's shape takes the smallest planned shape
-  that holds it (a larger size's: its nodes padded too), compiling nothing new;
-  with `headroom` the largest size gets one more rung of steps (`bucket`'s
-  ladder), for the longest batches of every size. Only a batch no planned shape
-  holds gets its own (bucketed) shape, and a program of its own."""
+  that holds it (a larger size's: its nodes padded too), compiling nothing new.
+  With `headroom`, the largest size gets one more rung of steps (`bucket`'s
+  ladder) where its probe's longest trajectory fills its rung exactly (bfs at
+  n = 16: 8 steps, and 17% of the batches of a run need more), so that the
+  longest batches of every size have a planned shape. Only a batch no planned
+  shape holds gets its own (bucketed) shape, and a program of its own."""
   shapes: dict
 
   @classmethod
   def probe(cls, samples_of_size: dict, headroom: bool = False) -> 'PaddingPlan':
     """The plan of `{size: samples}`. headroom: one more rung of steps on the
-    largest size when trajectory lengths vary (cheap where padded steps are
-    skipped: `time_padding_is_cheap`)."""
+    largest size when trajectory lengths vary and the longest fills its rung
+    (for where padded steps cost little: `time_padding_is_cheap`)."""
     shapes, steps = {}, 2
     for size in sorted(samples_of_size):
       ss = samples_of_size[size]
       steps = max(steps, bucket(max(x.length for x in ss), 2))
       shapes[size] = (max(x.num_nodes for x in ss), steps)
-    vary = any(len({x.length for x in ss}) > 1 for ss in samples_of_size.values())
-    if headroom and vary and shapes:
+    if headroom and shapes:
       largest = max(shapes)
+      lengths = {x.length for x in samples_of_size[largest]}
       n, t = shapes[largest]
-      shapes[largest] = (n, bucket(t + 1))
+      if len(lengths) > 1 and max(lengths) == t:
+        shapes[largest] = (n, bucket(t + 1))
     return cls(shapes)
 
   def shape_for(self, num_nodes: int, num_steps: int, size: Optional[int]):
