@@ -96,26 +96,33 @@ def test_a_stopped_log_hears_nothing():
     ('bfs,dfs', 'baseline', 'triplet_gmpnn'),
     ('bfs', 'baseline', 'mpnn'),
 ])
-def test_initialisation_is_one_program_with_the_parameters_of_the_whole_forward(
+def test_initialisation_without_the_forward_pass_and_as_one_program_gives_the_same_state(
     tmp_path, monkeypatch, algorithm, method, processor):
-  """`init` stops once the parameters exist and runs as one jitted program: the
-  parameters and optimizer state are those of op-by-op initialisation through
-  the whole forward pass (as before), bit for bit."""
+  """`init` stops once the parameters exist: op by op, the parameters are those
+  of the whole forward pass (as before), bit for bit. As one jitted program
+  (`RunModel.init_state`), the state is the same up to float rounding: XLA may
+  fuse the initialisers' arithmetic differently from op-by-op programs (bit for
+  bit under XLA's default optimisation, measured on bfs and insertion_sort;
+  one element in 32 differs by one ulp at the level the tests compile with)."""
   config = TrainConfig(algorithm=algorithm, method=method, processor=processor, hidden=4,
                        batch_size=2, train_sizes=(4,), out=str(tmp_path / 'run'),
                        cache_dir=str(tmp_path / 'cache')).validate()
   model = train_module.build_run_model(config)
   optimizer = train_module.make_optimizer(config)
   key = jax.random.PRNGKey(5)
-  new = model.init_state(key, optimizer)
+  jitted = model.init_state(key, optimizer)
+  without_forward = model.init_params(key)
   monkeypatch.setattr(model_lib, 'INIT_RUNS_FORWARD', True)
-  params = model.init_params(key)
-  old = {'params': params, 'opt_state': optimizer.init(params)}
-  new_leaves, new_tree = jax.tree_util.tree_flatten(new)
-  old_leaves, old_tree = jax.tree_util.tree_flatten(old)
-  assert new_tree == old_tree
-  for a, b in zip(new_leaves, old_leaves):
+  with_forward = model.init_params(key)
+  assert jax.tree_util.tree_structure(without_forward) == jax.tree_util.tree_structure(
+      with_forward)
+  for a, b in zip(jax.tree_util.tree_leaves(without_forward),
+                  jax.tree_util.tree_leaves(with_forward)):
     np.testing.assert_array_equal(a, b)
+  eager = {'params': with_forward, 'opt_state': optimizer.init(with_forward)}
+  assert jax.tree_util.tree_structure(jitted) == jax.tree_util.tree_structure(eager)
+  for a, b in zip(jax.tree_util.tree_leaves(jitted), jax.tree_util.tree_leaves(eager)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 # ------------------------------------------------------------- progress line
