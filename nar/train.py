@@ -729,16 +729,11 @@ class _RunPrograms:
 
   def __init__(self, model: RunModel, optimizer, placement: Placement,
                precompiler: Precompiler, base_key):
-    multi = model.multi_task
     self.model, self.placement, self.base_key = model, placement, base_key
-    self.init = precompiler.wrap(model.initializer(optimizer))
-    self.updates = [precompiler.wrap(make_update(t.loss_fn(n), optimizer, placement,
-                                                 algorithm_index=i if multi else None))
-                    for i, (t, n) in enumerate(zip(model.tasks, model.nets))]
-    self.predicts = [precompiler.wrap(p) for p in model.predicts(placement)]
-    self.state_avals = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement.replicated),
-        model.state_template(optimizer))
+    init, updates, predicts, self.state_avals = _jitted_programs(model, optimizer, placement)
+    self.init = precompiler.wrap(init)
+    self.updates = [precompiler.wrap(u) for u in updates]
+    self.predicts = [precompiler.wrap(p) for p in predicts]
     self.prefetch = None
     self._ahead: collections.deque = collections.deque()
 
@@ -770,6 +765,68 @@ class _RunPrograms:
     will cut `split` into."""
     for placed in evaluation_shapes(split, batch_size, self.placement, self.model.config.hidden):
       self.predicts[index].precompile(self.state_avals['params'], placed)
+
+
+# The jitted programs of this process's runs, by what they are traced from
+# (`_programs_key`): a later run of the same configuration in this process (the
+# seeds of `nar sweep --workers 1`, the tests) traces and lowers nothing again
+# (seconds a program) and finds its executables compiled.
+_JITTED: collections.OrderedDict = collections.OrderedDict()
+_JITTED_KEEP = 8
+# Settings that reach no traced function (only host-side work, or the shapes of
+# the arguments: those are the programs' own cache keys).
+_UNTRACED = ('seed', 'out', 'steps', 'prefetch', 'log_every', 'sampling_processes',
+             'eval_every', 'keep_checkpoints', 'cache_dir', 'test_size', 'val_size',
+             'test_samples', 'val_samples', 'eval_batch_size')
+
+
+def _programs_key(model: RunModel, placement: Placement) -> str:
+  """What a run's jitted functions are traced from: each algorithm's method
+  (its class and settings), spec dimensions and network settings, the devices,
+  the module-level switches the network reads, and JAX's numeric settings."""
+  from nar import layers, model as model_lib, processors
+  tasks = []
+  for task, example in zip(model.tasks, model.examples):
+    settings = {k: v for k, v in task.config.to_json().items() if k not in _UNTRACED}
+    tasks.append([f'{type(task).__module__}.{type(task).__qualname__}', id(type(task)),
+                  task.param_prefix, settings,
+                  sorted(nb_dims_of(example.inputs, example.hints, example.outputs).items())])
+  switches = (layers.WEIGHT_GRAD, layers.TRANSPOSED_GRAD_MIN_ROWS,
+              layers.TRANSPOSED_GRAD_MAX_WIDTH, layers.TRANSPOSED_GRAD_MIN_OUT_WIDTH,
+              processors.MAX_PLUS_BLOCK_ELEMENTS, model_lib.INIT_RUNS_FORWARD,
+              jax.config.jax_enable_x64, str(jax.config.jax_default_matmul_precision))
+  config = {k: v for k, v in model.config.to_json().items() if k not in _UNTRACED}
+  return json.dumps([config, tasks, repr(net_config_of(model.config, _lengths_vary(model))),
+                     [d.id for d in placement.mesh.devices.flat], repr(switches)],
+                    sort_keys=True, default=repr)
+
+
+def _lengths_vary(model: RunModel) -> bool:
+  return any(np.unique(np.asarray(e.lengths)).size > 1 for e in model.examples)
+
+
+def _jitted_programs(model: RunModel, optimizer, placement: Placement):
+  """(init, [update per algorithm], [predict per algorithm], the training
+  state's shapes and placement) of a run: jitted anew, or those of an earlier
+  run of this process traced from the same (`_programs_key`; `optimizer` is
+  `make_optimizer(model.config)`)."""
+  key = _programs_key(model, placement)
+  if key in _JITTED:
+    _JITTED.move_to_end(key)
+    return _JITTED[key]
+  multi = model.multi_task
+  programs = (model.initializer(optimizer),
+              [make_update(t.loss_fn(n), optimizer, placement,
+                           algorithm_index=i if multi else None)
+               for i, (t, n) in enumerate(zip(model.tasks, model.nets))],
+              model.predicts(placement),
+              jax.tree_util.tree_map(
+                  lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement.replicated),
+                  model.state_template(optimizer)))
+  _JITTED[key] = programs
+  while len(_JITTED) > _JITTED_KEEP:
+    _JITTED.popitem(last=False)
+  return programs
 
 
 def _start_or_resume(run: RunDir, model: RunModel, programs: _RunPrograms, resuming: bool,

@@ -169,3 +169,25 @@ def test_progress_time_ticks_while_a_program_compiles():
   threading.Event().wait(0.5)
   assert out.getvalue().count('compiling') >= before + 3
   bar.close()
+
+
+def test_a_second_run_of_a_configuration_in_the_process_traces_nothing_again(tmp_path):
+  """The seeds of an in-process sweep, or the tests: the jitted programs of the
+  first run are reused (same trace, same executables); another setting that
+  reaches the traced step (hidden) gets its own."""
+  def config(out, seed, **kw):
+    return TrainConfig(algorithm='bfs', steps=2, hidden=4, batch_size=4, eval_every=2,
+                       train_sizes=(4,), val_samples=2, test_samples=2, test_size=5,
+                       eval_batch_size=4, out=str(tmp_path / out), seed=seed,
+                       cache_dir=str(tmp_path / 'cache'), **kw).validate()
+  with CompileLog() as first:
+    train_module.train(config('a', 1), progress=False)
+  with CompileLog() as log:
+    again = train_module.train(config('b', 3), progress=False)
+  # What is left: JAX's own small helpers (a key's fold-in), traced once a process.
+  assert log.trace_s < 0.05 * first.trace_s
+  assert [c for c in log.programs() if c.seconds >= 0.5] == []
+  assert again['timings']['compile_programs'] == len(log.programs())
+  with CompileLog() as log:
+    train_module.train(config('c', 1, learning_rate=0.01), progress=False)
+  assert log.trace_s > 0                     # the optimizer's rate is traced into the step
