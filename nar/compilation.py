@@ -7,15 +7,23 @@
   of time, several at once in background threads (XLA:CPU compiles one program
   on one core; the Python thread meanwhile prepares data), and `wrap(fn)` runs
   the precompiled program when the arguments have one of those signatures. The
-  program is the one `fn(*args)` would compile (same trace, same lowering, same
-  persistent-cache entry): only when and where it is compiled changes.
+  program is the one `fn(*args)` would compile (same trace, same lowering):
+  only when and where it is compiled changes.
+* `ProgramStore` keeps traced and lowered programs on disk (`jax.export`), so
+  that another process of the same code and settings skips tracing and
+  lowering (seconds a program, in Python) and, with JAX's persistent
+  compilation cache, compiles nothing either.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
+import hashlib
 import os
+import pickle
+import tempfile
 import threading
 import time
 from typing import Callable, Optional
@@ -201,6 +209,99 @@ def default_workers() -> int:
   return max(1, min(8, cores))
 
 
+class ProgramStore:
+  """Traced and lowered programs in `directory` (one file each: a `jax.export`
+  serialisation of the function over its flattened arguments, and the tree of
+  its outputs), and the programs compiled from them in this process.
+
+  An entry's name is a hash of `context` (the caller's description of
+  everything the programs are traced from that their arguments do not say:
+  the code, library versions, settings), the program's name and its
+  arguments' signature (`signature`). What is not in those must not change a
+  program: a store serves what it holds for them.
+
+  The compiled program is `jax.jit` of the exported one, the same computation
+  as the function's own (XLA inlines it; tests/test_compilation.py: bit for bit),
+  and the same whether the entry was just written or read: JAX's persistent
+  cache finds its executable."""
+
+  # The programs compiled from entries in this process, by entry (the name says
+  # everything they are compiled from), for every store: the newest kept.
+  _compiled: 'collections.OrderedDict' = collections.OrderedDict()
+  _KEEP = 64
+  _lock = threading.Lock()
+
+  def __init__(self, directory: str, context: str):
+    self.directory = directory
+    self._context = hashlib.sha256(context.encode()).hexdigest()
+
+  def _path(self, name: str, args) -> str:
+    key = hashlib.sha256(f'{self._context}|{name}|{signature(args)!r}'.encode()).hexdigest()
+    return os.path.join(self.directory, f'{name}-{key[:32]}.jaxexport')
+
+  def compile(self, fn: Callable, args: tuple, name: str, donate_argnums: tuple = ()):
+    """`fn`'s program for `args` (`jax.ShapeDtypeStruct`s), compiled: a callable
+    taking arguments of that signature, as `fn` does."""
+    path = self._path(name, args)
+    with self._lock:
+      done = self._compiled.get(path)
+    if done is not None:
+      return done
+    leaves, in_tree = jax.tree_util.tree_flatten(args)
+    exported, out_tree = self._read(path)
+    if exported is None:
+      exported, out_tree = _export_flat(fn, leaves, in_tree)
+      self._write(path, exported, out_tree)
+    # The donated arguments' leaves, now positions in the flat list.
+    counts = [len(jax.tree_util.tree_leaves(a)) for a in args]
+    donate = tuple(i for k in donate_argnums
+                   for i in range(sum(counts[:k]), sum(counts[:k + 1])))
+    def call(*xs):
+      return exported.call(*xs)
+    call.__name__ = call.__qualname__ = name       # JAX names the program after it
+    flat = jax.jit(call, donate_argnums=donate).lower(*leaves).compile()
+
+    def program(*call_args):
+      return jax.tree_util.tree_unflatten(out_tree, flat(*jax.tree_util.tree_leaves(call_args)))
+    with self._lock:
+      self._compiled[path] = program
+      while len(self._compiled) > self._KEEP:
+        self._compiled.popitem(last=False)
+    return program
+
+  @staticmethod
+  def _read(path: str):
+    try:
+      with open(path, 'rb') as f:
+        out_tree, data = pickle.load(f)
+      return jax.export.deserialize(bytearray(data)), out_tree
+    except Exception:  # pylint: disable=broad-except
+      return None, None     # absent, torn or of another JAX: traced again and rewritten
+
+  def _write(self, path: str, exported, out_tree) -> None:
+    try:
+      os.makedirs(self.directory, exist_ok=True)
+      fd, tmp = tempfile.mkstemp(dir=self.directory, prefix='.tmp-')
+      with os.fdopen(fd, 'wb') as f:
+        pickle.dump((out_tree, bytes(exported.serialize())), f)
+      os.replace(tmp, path)
+    except OSError:
+      pass                  # a store that cannot be written only costs the next run time
+
+
+def _export_flat(fn: Callable, leaves: list, in_tree):
+  """(`jax.export` of `fn` over the flat `leaves` of its arguments, the tree of
+  its outputs): flat, so that no pytree node type needs a serialisation."""
+  box = {}
+
+  def flat(*xs):
+    out = fn(*jax.tree_util.tree_unflatten(in_tree, xs))
+    out_leaves, box['out_tree'] = jax.tree_util.tree_flatten(out)
+    return out_leaves
+  exported = jax.export.export(jax.jit(flat))(*leaves)
+  return exported, box['out_tree']
+
+
 class Precompiler:
   """A pool of threads compiling programs of jitted functions ahead of their
   first call (`wrap`). Programs are compiled in the order they are asked for."""
@@ -213,9 +314,12 @@ class Precompiler:
                   if workers > 0 else None)
     self._closed = self._pool is None
 
-  def wrap(self, fn: Callable) -> 'Precompiled':
-    """`fn` (a `jax.jit` function) with ahead-of-time compilation."""
-    return Precompiled(fn, self)
+  def wrap(self, fn: Callable, store: Optional[ProgramStore] = None, name: str = '',
+           donate_argnums: tuple = ()) -> 'Precompiled':
+    """`fn` (a `jax.jit` function) with ahead-of-time compilation; with a
+    `store`, its programs go through it as `name` (`fn`'s `donate_argnums`
+    repeated: the store's program donates them too)."""
+    return Precompiled(fn, self, store, name or getattr(fn, '__name__', 'fn'), donate_argnums)
 
   def _submit(self, job: Callable) -> Optional[concurrent.futures.Future]:
     if self._closed:
@@ -238,11 +342,21 @@ class Precompiled:
   precompiler's threads; a call with that signature waits for it and runs it,
   a call with another signature runs `fn` itself (compiling as usual)."""
 
-  def __init__(self, fn: Callable, precompiler: Precompiler):
+  def __init__(self, fn: Callable, precompiler: Precompiler,
+               store: Optional[ProgramStore] = None, name: str = 'fn',
+               donate_argnums: tuple = ()):
     self.fn = fn
     self._precompiler = precompiler
+    self._store = store
+    self._name = name
+    self._donate = donate_argnums
     self._programs: dict = {}
     self._lock = threading.Lock()
+
+  def _compile(self, abstract: tuple):
+    if self._store is not None:
+      return self._store.compile(self.fn, abstract, self._name, self._donate)
+    return self.fn.lower(*abstract).compile()
 
   def precompile(self, *args) -> bool:
     """Starts compiling for `args`' signature; False if it cannot be (not all
@@ -255,7 +369,7 @@ class Precompiled:
       if key in self._programs:
         return False
       future = self._precompiler._submit(  # pylint: disable=protected-access
-          lambda: self.fn.lower(*abstract).compile())
+          lambda: self._compile(abstract))
       if future is None:
         return False
       self._programs[key] = future
@@ -267,7 +381,18 @@ class Precompiled:
     return None if future is None else future.done()
 
   def __call__(self, *args):
-    future = self._programs.get(signature(args)) if _all_arrays(args) else None
-    if future is None or future.cancelled():
+    if not _all_arrays(args):
       return self.fn(*args)
+    key = signature(args)
+    future = self._programs.get(key)
+    if future is None or future.cancelled():
+      if self._store is None:
+        return self.fn(*args)
+      # Not asked for ahead of time: compiled now, through the store all the same.
+      program = self._compile(jax.tree_util.tree_map(_abstract, args))
+      done = concurrent.futures.Future()
+      done.set_result(program)
+      with self._lock:
+        self._programs[key] = done
+      return program(*args)
     return future.result()(*args)

@@ -35,7 +35,7 @@ import optax
 
 from nar import checkpoint as ckpt
 from nar import distributed
-from nar.compilation import CompileLog, Precompiler
+from nar.compilation import CompileLog, Precompiler, ProgramStore
 from nar import data as data_lib
 from nar import storage
 from nar.batching import Batch
@@ -698,7 +698,8 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
   compile_log = CompileLog().start()
   programs = None
   try:
-    programs = _RunPrograms(model, optimizer, placement, precompiler, base_key)
+    programs = _RunPrograms(model, optimizer, placement, precompiler, base_key,
+                            _program_store(model, placement))
     now = _start_or_resume(run, model, programs, resuming, io)
     if writer:
       run.truncate_metrics(now.step, report=io.warn)
@@ -728,12 +729,13 @@ class _RunPrograms:
   """
 
   def __init__(self, model: RunModel, optimizer, placement: Placement,
-               precompiler: Precompiler, base_key):
+               precompiler: Precompiler, base_key, store: Optional[ProgramStore] = None):
     self.model, self.placement, self.base_key = model, placement, base_key
     init, updates, predicts, self.state_avals = _jitted_programs(model, optimizer, placement)
-    self.init = precompiler.wrap(init)
-    self.updates = [precompiler.wrap(u) for u in updates]
-    self.predicts = [precompiler.wrap(p) for p in predicts]
+    self.init = precompiler.wrap(init, store, 'init')
+    self.updates = [precompiler.wrap(u, store, f'update{i}', donate_argnums=(0, 1))
+                    for i, u in enumerate(updates)]
+    self.predicts = [precompiler.wrap(p, store, f'predict{i}') for i, p in enumerate(predicts)]
     self.prefetch = None
     self._ahead: collections.deque = collections.deque()
 
@@ -780,16 +782,18 @@ _UNTRACED = ('seed', 'out', 'steps', 'prefetch', 'log_every', 'sampling_processe
              'test_samples', 'val_samples', 'eval_batch_size')
 
 
-def _programs_key(model: RunModel, placement: Placement) -> str:
+def _programs_key(model: RunModel, placement: Placement, in_process: bool = True) -> str:
   """What a run's jitted functions are traced from: each algorithm's method
   (its class and settings), spec dimensions and network settings, the devices,
-  the module-level switches the network reads, and JAX's numeric settings."""
+  the module-level switches the network reads, and JAX's numeric settings.
+  `in_process`: the method classes by identity too (a test's class of the
+  same name); without it, the key means the same in another process."""
   from nar import layers, model as model_lib, processors
   tasks = []
   for task, example in zip(model.tasks, model.examples):
     settings = {k: v for k, v in task.config.to_json().items() if k not in _UNTRACED}
-    tasks.append([f'{type(task).__module__}.{type(task).__qualname__}', id(type(task)),
-                  task.param_prefix, settings,
+    tasks.append([f'{type(task).__module__}.{type(task).__qualname__}',
+                  id(type(task)) if in_process else None, task.param_prefix, settings,
                   sorted(nb_dims_of(example.inputs, example.hints, example.outputs).items())])
   switches = (layers.WEIGHT_GRAD, layers.TRANSPOSED_GRAD_MIN_ROWS,
               layers.TRANSPOSED_GRAD_MAX_WIDTH, layers.TRANSPOSED_GRAD_MIN_OUT_WIDTH,
@@ -799,6 +803,53 @@ def _programs_key(model: RunModel, placement: Placement) -> str:
   return json.dumps([config, tasks, repr(net_config_of(model.config, _lengths_vary(model))),
                      [d.id for d in placement.mesh.devices.flat], repr(switches)],
                     sort_keys=True, default=repr)
+
+
+def _program_store(model: RunModel, placement: Placement) -> Optional[ProgramStore]:
+  """The store of traced programs beside the persistent compilation cache
+  (`<cache>/traced`), for a run on one device of one process (several: each
+  process traces its programs), with the code, the libraries and the run's
+  traced settings as its context; None where the compilation cache is off."""
+  directory = compile_cache_dir(model.config.resolved_cache_dir())
+  if directory is None or placement.mesh.size > 1 or jax.process_count() > 1:
+    return None
+  return ProgramStore(os.path.join(directory, 'traced'),
+                      _code_fingerprint(model) + _programs_key(model, placement, in_process=False))
+
+
+def _code_fingerprint(model: RunModel) -> str:
+  """The versions of the libraries and a hash of the source of every loaded
+  module of this project (nar, augment) and of the modules of the run's
+  methods and processor: a changed line traces anew."""
+  import hashlib
+  from nar import registry
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  files = set()
+  for name, module in list(sys.modules.items()):
+    path = getattr(module, '__file__', None)
+    if path and name.split('.')[0] in ('nar', 'augment') and path.startswith(root):
+      files.add(path)
+  extra = [sys.modules.get(type(t).__module__) for t in model.tasks]
+  processor = registry.processors().get(model.config.processor)
+  if processor is not None:
+    extra.append(sys.modules.get(getattr(processor.factory, '__module__', ''), None))
+  files |= {m.__file__ for m in extra if getattr(m, '__file__', None)}
+  digest = hashlib.sha256()
+  for path in sorted(files):
+    try:
+      with open(path, 'rb') as f:
+        digest.update(path.encode() + b'\0' + f.read())
+    except OSError:
+      digest.update(path.encode() + b'\0unreadable')
+  return json.dumps([digest.hexdigest(), versions_of_libraries()])
+
+
+def versions_of_libraries() -> dict:
+  import clrs
+  return {'python': platform.python_version(), 'jax': jax.__version__,
+          'jaxlib': getattr(jax.lib, '__version__', None), 'dm-haiku': hk.__version__,
+          'optax': optax.__version__, 'numpy': np.__version__, 'dm-clrs': clrs.__version__,
+          'backend': jax.default_backend(), 'device': jax.devices()[0].device_kind}
 
 
 def _lengths_vary(model: RunModel) -> bool:

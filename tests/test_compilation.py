@@ -173,8 +173,8 @@ def test_progress_time_ticks_while_a_program_compiles():
 
 def test_a_second_run_of_a_configuration_in_the_process_traces_nothing_again(tmp_path):
   """The seeds of an in-process sweep, or the tests: the jitted programs of the
-  first run are reused (same trace, same executables); another setting that
-  reaches the traced step (hidden) gets its own."""
+  first run are reused (same trace, same executables); a setting that reaches
+  the traced step (the learning rate) gets its own."""
   def config(out, seed, **kw):
     return TrainConfig(algorithm='bfs', steps=2, hidden=4, batch_size=4, eval_every=2,
                        train_sizes=(4,), val_samples=2, test_samples=2, test_size=5,
@@ -191,3 +191,45 @@ def test_a_second_run_of_a_configuration_in_the_process_traces_nothing_again(tmp
   with CompileLog() as log:
     train_module.train(config('c', 1, learning_rate=0.01), progress=False)
   assert log.trace_s > 0                     # the optimizer's rate is traced into the step
+
+
+def test_another_process_reads_the_traced_programs_and_trains_the_same(tmp_path, monkeypatch):
+  """The store beside the compilation cache: a run of the same configuration in
+  a new process (here: this one with its in-process programs forgotten) traces
+  nothing, and its programs train to the same parameters bit for bit. A torn
+  entry is traced again."""
+  import os
+  from nar.compilation import ProgramStore
+
+  def config(out):
+    return TrainConfig(algorithm='bfs', steps=2, hidden=4, batch_size=4, eval_every=2,
+                       train_sizes=(4,), val_samples=4, test_samples=4, test_size=5,
+                       eval_batch_size=4, out=str(tmp_path / out), seed=1,
+                       cache_dir=str(tmp_path / 'cache')).validate()
+
+  def forget():
+    train_module._JITTED.clear()
+    ProgramStore._compiled.clear()
+  monkeypatch.setenv('NAR_COMPILE_CACHE', str(tmp_path / 'xla'))    # this test's own
+  forget()
+  first = train_module.train(config('a'), progress=False)
+  store = str(tmp_path / 'xla' / 'traced')
+  entries = sorted(os.listdir(store))
+  assert [e.split('-')[0] for e in entries] == ['init', 'predict0', 'predict0', 'update0']
+  forget()
+  with CompileLog() as log:
+    again = train_module.train(config('b'), progress=False)
+  assert log.trace_s < 1.0 and [c.name for c in log.programs()
+                                if c.source == 'compiled' and c.seconds > 1.0] == []
+  assert again['test'] == first['test']
+  a, b = (np.load(next(iter(sorted((tmp_path / r / 'checkpoints').glob('step-*')))) / 'state.npz')
+          for r in ('a', 'b'))
+  for k in a.files:
+    np.testing.assert_array_equal(a[k], b[k])
+  update = os.path.join(store, entries[-1])
+  with open(update, 'r+b') as f:
+    f.truncate(100)
+  forget()
+  with CompileLog() as log:
+    train_module.train(config('c'), progress=False)
+  assert log.trace_s > 0 and os.path.getsize(update) > 100
