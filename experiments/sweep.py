@@ -26,7 +26,7 @@ from typing import Any, Mapping, Optional
 from nar import registry
 from nar.config import ConfigError, TrainConfig, compile_cache_dir
 from nar.catalogue import CLRS30_ALGORITHMS, FAMILIES
-from nar.evaluations import algorithm_score, read_evaluations
+from nar.evaluations import algorithm_score, read_evaluations, read_invariance
 from nar.overrides import parse_overrides
 
 @dataclasses.dataclass(frozen=True)
@@ -377,11 +377,14 @@ def _run_parallel(todo: list, workers: int, compile_warmup: bool = True,
           bar.update(len(finished))
           bar.set_postfix(running=sum(f.running() for f in futures),
                           waiting_compile=sum(len(w[2]) for w in waiting.values()), refresh=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
       # Ctrl-C: the runs going on get it too (same process group) and checkpoint;
       # none of the waiting ones starts.
       for future in futures:
         future.cancel()
+      if not getattr(e, 'saved', True):
+        e.saved = ('the runs going on save a checkpoint and stop (see their train.log); '
+                   'run the same sweep again to resume')
       raise
     finally:
       if bar is not None:
@@ -521,14 +524,38 @@ def collect(root: str) -> list[dict]:
     if 'results.json' in files:
       r = _read_results(os.path.join(dirpath, 'results.json'))
       r['_dir'] = dirpath
+      saved_method = r['method']
+      r['method'] = method_as_trained(r)
       # The report's column: the method, or its --vary variant (the directory name).
       parent = os.path.basename(os.path.dirname(dirpath))
-      r['_label'] = parent if parent.startswith(r['method'] + '@') else r['method']
+      r['_label'] = (r['method'] + parent[len(saved_method):]
+                     if parent.startswith(saved_method + '@') else r['method'])
       rows.extend(_per_algorithm_rows(r, os.path.join(dirpath, 'results.json')))
   return rows
 
 
 MULTI_TASK_SUFFIX = ' (multi-task)'
+
+
+def method_as_trained(r: dict) -> str:
+  """The method a results.json's run trained, in today's names: its saved
+  configuration migrated (`nar.config.migrate`: a version-1 `hint_relic` run of
+  supervised rollout twins is `hint_relic_supervised`)."""
+  from nar.config import migrate
+  config = r.get('config')
+  if not isinstance(config, dict):
+    return r['method']
+  try:
+    return migrate({**config, 'method': r['method']})['method']
+  except ConfigError:
+    return r['method']
+
+
+def provenance(r: dict) -> tuple:
+  """(backend, code commit or None, tree modified or None) of a results.json."""
+  v = r.get('versions') if isinstance(r.get('versions'), dict) else {}
+  code = v.get('code') if isinstance(v.get('code'), dict) else {}
+  return v.get('backend'), code.get('commit'), code.get('modified')
 
 
 def _per_algorithm_rows(r: dict, path: str) -> list[dict]:
@@ -608,6 +635,16 @@ class _Scores:
   by_size: dict = dataclasses.field(default_factory=dict)
   # (algorithm, column, test size) -> {seed: score}: the OOD test (results.json) and
   # every `nar evaluate --size` kept in the run's evaluations.json
+  provenance: dict = dataclasses.field(default_factory=dict)
+  # (algorithm, column) -> {seed: `provenance(results)`}
+  invariance: dict = dataclasses.field(default_factory=dict)
+  # (algorithm, column) -> {seed: invariance summary (`nar evaluate --invariance`)}
+  tests: dict = dataclasses.field(default_factory=dict)
+  # (algorithm, column, reference, size or None) -> `PairedTest` (None: the OOD test)
+  test_sizes: dict = dataclasses.field(default_factory=dict)
+  # algorithm -> its OOD test size (the most common in its results)
+  equivalent_code: bool = False
+  # told that the code versions of paired runs compute the same (`--equivalent-code`)
 
   @property
   def sizes_by_algorithm(self) -> dict:
@@ -649,10 +686,14 @@ def _scores(root: str, rows: list[dict]) -> _Scores:
       raise ConfigError(f'{meta_path} is not a sweep record ({e.__class__.__name__}); move it '
                         'away or fix it') from e
   methods = sorted({r['_label'] for r in rows}, key=lambda m: (m != 'baseline', m))
-  by_seed, val_by, minutes_by = {}, {}, {}
+  by_seed, val_by, minutes_by, prov, inv = {}, {}, {}, {}, {}
   for r in rows:
     key = (r['algorithm'], r['_label'])
     by_seed.setdefault(key, {})[r.get('seed')] = 100 * r['test_score']
+    prov.setdefault(key, {})[r.get('seed')] = provenance(r)
+    measured = (read_invariance(r['_dir']) or {}).get('per_algorithm', {}).get(r['algorithm'])
+    if isinstance(measured, dict):
+      inv.setdefault(key, {})[r.get('seed')] = measured
     if isinstance(r.get('best_val'), dict):
       val_by.setdefault(key, []).append(100 * r['best_val']['score'])
     t = r.get('timings') or {}
@@ -671,7 +712,7 @@ def _scores(root: str, rows: list[dict]) -> _Scores:
     for n, score in sizes.items():
       by_size.setdefault((r['algorithm'], r['_label'], n), {})[r.get('seed')] = 100 * score
   return _Scores(
-      by_size=by_size, methods=methods, algos=sorted({r['algorithm'] for r in rows}), by_seed=by_seed, by=by,
+      by_size=by_size, provenance=prov, invariance=inv, methods=methods, algos=sorted({r['algorithm'] for r in rows}), by_seed=by_seed, by=by,
       mean={key: _mean_std(xs)[0] for key, xs in by.items()},
       complete={key: expected_seeds is None or len(xs) >= _expected(expected_seeds, protocol, key[0])
                 for key, xs in by.items()},
@@ -694,25 +735,180 @@ def t_interval(xs) -> Optional[tuple]:
   return mu - half, mu + half
 
 
-def _paired_difference(s: _Scores, algorithm: str, method: str) -> str:
-  """Paired over the seeds both columns have (a seed is the same data stream and
-  initialisation for both): mean difference, its 95% t-interval over seeds, and
-  the number of seeds `method` is ahead."""
-  return _paired(s.by_seed.get((algorithm, method), {}),
-                 s.by_seed.get((algorithm, 'baseline'), {}), with_wins=True)
+@dataclasses.dataclass
+class PairedTest:
+  """A paired comparison of two columns over the seeds both have.
+
+  Attributes:
+    diffs: the per-seed differences (mine - reference), in points.
+    ci: their mean's 95% t-interval (None with one seed).
+    p: the two-sided paired t-test's p-value (None with one seed).
+    holm_p: `p` adjusted by Holm's method over the report's family of tests.
+    mixed: marks of what differs between paired runs: 'backend' (e.g. GPU
+      against CPU), 'code' (another commit, a modified tree, or not recorded).
+  """
+  diffs: list
+  ci: Optional[tuple]
+  p: Optional[float]
+  holm_p: Optional[float] = None
+  mixed: tuple = ()
+
+  @property
+  def mean(self) -> float:
+    return sum(self.diffs) / len(self.diffs)
 
 
-def _paired(mine: dict, base: dict, with_wins: bool) -> str:
-  """Mean of the per-seed differences {seed: score} mine - base over the seeds
-  both have, its 95% t-interval, and optionally on how many seeds mine is ahead."""
+def paired_test(mine: dict, base: dict, prov_mine: Optional[dict] = None,
+                prov_base: Optional[dict] = None,
+                equivalent_code: bool = False) -> Optional[PairedTest]:
+  """The `PairedTest` of {seed: score} `mine` against `base` (None: no shared seed).
+
+  prov_mine / prov_base: {seed: `provenance(results)`}; a pair whose backends
+  differ is marked 'backend', one whose code versions differ or are not recorded
+  'code' (unless `equivalent_code`: told they compute the same)."""
+  from scipy import stats
   seeds = sorted(set(mine) & set(base), key=str)
   if not seeds:
-    return 'n/a'
+    return None
   d = [mine[k] - base[k] for k in seeds]
-  ci = t_interval(d)
-  text = f'{_mean_std(d)[0]:+.2f}' + (f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci
-                                       else ' [no interval: 1 seed]')
-  return text + (f' (ahead on {sum(x > 0 for x in d)}/{len(seeds)})' if with_wins else '')
+  p = None
+  if len(d) > 1:
+    mu, sd = _mean_std(d)
+    if sd > 0:
+      p = float(2 * stats.t.sf(abs(mu) / (sd / math.sqrt(len(d))), len(d) - 1))
+    else:
+      p = 0.0 if mu != 0 else 1.0
+  mixed = []
+  if prov_mine is not None and prov_base is not None:
+    pairs = [(prov_mine.get(k, (None,) * 3), prov_base.get(k, (None,) * 3)) for k in seeds]
+    if any(a[0] != b[0] for a, b in pairs):
+      mixed.append('backend')
+    if not equivalent_code and any(a[1] is None or b[1] is None or a[1] != b[1] or a[2] or b[2]
+                                   for a, b in pairs):
+      mixed.append('code')
+  return PairedTest(d, t_interval(d), p, mixed=tuple(mixed))
+
+
+def holm(tests: list) -> None:
+  """Sets each test's `holm_p`: Holm's step-down adjustment over `tests` (the
+  family), which controls the chance of any false claim among them at the level
+  the adjusted p-values are read at. Tests without a p-value are not in it."""
+  family = sorted((t for t in tests if t.p is not None), key=lambda t: t.p)
+  running = 0.0
+  for i, t in enumerate(family):
+    running = max(running, min(1.0, (len(family) - i) * t.p))
+    t.holm_p = running
+
+
+# The level at which the report calls an adjusted difference a claim.
+ALPHA = 0.05
+MIXED_MARKS = {'backend': '†', 'code': '‡'}
+
+
+def _p_value(p: float) -> str:
+  """'=0.032', or '<1e-4' below it (float noise in near-constant differences)."""
+  return '<1e-4' if p < 1e-4 else f'={p:.2g}'
+
+
+def format_test(test: Optional[PairedTest], with_wins: bool) -> str:
+  """A report cell: mean difference, 95% t-interval, seeds ahead, p-value, its
+  Holm-adjusted value ('claim' when under ALPHA) and the mixed-provenance marks."""
+  if test is None:
+    return 'n/a'
+  text = f'{test.mean:+.2f}' + (f' [{test.ci[0]:+.2f}, {test.ci[1]:+.2f}]' if test.ci
+                                else ' [no interval: 1 seed]')
+  if with_wins:
+    text += f' (ahead on {sum(x > 0 for x in test.diffs)}/{len(test.diffs)})'
+  if test.p is not None:
+    text += f' p{_p_value(test.p)}'
+    if test.holm_p is not None:
+      text += f', Holm{_p_value(test.holm_p)}' + (' **claim**' if test.holm_p < ALPHA else '')
+  return text + ''.join(MIXED_MARKS[m] for m in test.mixed)
+
+
+def _test_key(s: '_Scores', algorithm: str, mine: str, ref: str, size: Optional[int] = None):
+  """The key of a comparison in `_Scores.tests`; the OOD test's own size is None."""
+  return (algorithm, mine, ref, None if size == s.test_sizes.get(algorithm) else size)
+
+
+def collect_tests(s: '_Scores') -> dict:
+  """Every paired comparison the report shows (the OOD table's, the controls' and
+  ablations', and every test size's), keyed by `_test_key`, Holm-adjusted as one
+  family."""
+  tests = {}
+  compared = [(m, 'baseline') for m in s.others] + s.comparison_pairs
+  for a in s.algos:
+    for m, c in compared:
+      for n in [None] + s.sizes_by_algorithm.get(a, []):
+        key = _test_key(s, a, m, c, n)
+        if key in tests:
+          continue
+        if key[3] is None:
+          mine, base = s.by_seed.get((a, m), {}), s.by_seed.get((a, c), {})
+        else:
+          mine, base = s.by_size.get((a, m, n), {}), s.by_size.get((a, c, n), {})
+        tests[key] = paired_test(mine, base, s.provenance.get((a, m)), s.provenance.get((a, c)),
+                                 s.equivalent_code)
+  holm([t for t in tests.values() if t is not None])
+  return tests
+
+
+def _paired_difference(s: _Scores, algorithm: str, method: str) -> str:
+  """The OOD table's difference cell of `method` against the baseline."""
+  return format_test(s.tests.get(_test_key(s, algorithm, method, 'baseline')), with_wins=True)
+
+
+def _family_note(s: _Scores) -> list[str]:
+  """What the p-values are adjusted over, and what the marks mean."""
+  counted = [t for t in s.tests.values() if t is not None and t.p is not None]
+  claims = sum(t.holm_p < ALPHA for t in counted)
+  lines = ['', f'Multiple comparisons: the family is every paired comparison this report shows '
+           f'with at least two seeds ({len(counted)} intervals, all tables and test sizes); '
+           f'p is the two-sided paired t-test, "Holm" its Holm-adjusted value over that '
+           f'family; **claim**: adjusted p < {ALPHA} ({claims} of {len(counted)}). An '
+           'unadjusted interval that excludes zero is not a claim.']
+  marks = {m for t in s.tests.values() if t is not None for m in t.mixed}
+  if 'backend' in marks:
+    lines.append('† pairs runs of different backends (e.g. GPU against CPU): the difference '
+                 'includes the backend\'s.')
+  if 'code' in marks:
+    lines.append('‡ pairs runs whose code versions differ or were not recorded (results.json '
+                 '`versions.code`, recorded since schema 2); pass `--equivalent-code` when '
+                 'the differences are known not to change the computation.')
+  return lines
+
+
+def _invariance_table(s: _Scores) -> list[str]:
+  """Invariance across twins (`nar evaluate RUN --invariance`) beside the OOD
+  score, per algorithm and column: whether more invariance goes with more
+  generalisation."""
+  if not s.invariance:
+    return []
+  lines = ['', 'Invariance of the next step across twins (`nar evaluate RUN --invariance`: '
+           'validation originals and their twins, valid step pairs, one step from the same '
+           'state), mean over the seeds measured (count): retrieval = fraction of anchors '
+           'whose most similar candidate on the other side is the true partner (cosine of the '
+           'raw representations; critic: in the critics\' space, Hint-ReLIC only); agreement = '
+           'same next-hint prediction on the original nodes; similarity of partners / '
+           'non-partners. OOD: mean over the same seeds.', '',
+           '| algorithm | column | seeds | retrieval | critic retrieval | agreement | '
+           'partner sim | other sim | OOD |', '|' + '---|' * 9]
+
+  def mean_of(rows, key):
+    xs = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+    return f'{sum(xs) / len(xs):.3f}' if xs else 'n/a'
+  for a in s.algos:
+    for m in s.methods:
+      measured = s.invariance.get((a, m), {})
+      if not measured:
+        continue
+      rows = list(measured.values())
+      ood = [s.by_seed[(a, m)][k] for k in measured if k in s.by_seed.get((a, m), {})]
+      lines.append(f'| {a} | {m} | {len(rows)} | ' + ' | '.join(
+          mean_of(rows, k) for k in ('retrieval', 'retrieval_critic', 'agreement',
+                                     'similarity_partner', 'similarity_other'))
+          + (f' | {sum(ood) / len(ood):.2f} |' if ood else ' | n/a |'))
+  return lines
 
 
 def _ood_table(root: str, s: _Scores) -> list[str]:
@@ -755,17 +951,21 @@ def _comparison_pairs(methods: list) -> list:
   method registered with the same target and fixed settings, e.g. `hint_relic`
   against `twins_only`): whether a gain survives the control, and which part of
   the method it comes from."""
-  controls = [m for m in methods if m.startswith('baseline@')]
+  entries = registry.methods()
+
+  def is_control(column: str) -> bool:
+    entry = entries.get(column.split('@')[0])
+    return column.startswith('baseline@') or (entry is not None and entry.control)
+  controls = [m for m in methods if is_control(m)]
   compared = [m for m in methods if m != 'baseline' and m not in controls]
   pairs = [(m, c) for m in compared for c in controls]
-  entries = registry.methods()
   for m in methods:
     full = entries.get(m)
     if full is None or full.overrides:
       continue
     pairs += [(m, a) for a in methods
               if a != m and a in entries and entries[a].overrides
-              and entries[a].target == full.target]
+              and entries[a].target == full.target and not is_control(a)]
   return pairs
 
 
@@ -785,7 +985,7 @@ def _control_table(s: _Scores) -> list[str]:
     if not any(s.by_seed.get((a, c)) for c in references):
       continue
     lines.append(f'| {a} | ' + ' | '.join(
-        _paired(s.by_seed.get((a, m), {}), s.by_seed.get((a, c), {}), with_wins=True)
+        format_test(s.tests.get(_test_key(s, a, m, c)), with_wins=True)
         for m, c in pairs) + ' |')
   return lines
 
@@ -836,8 +1036,8 @@ def _size_table(s: _Scores) -> list[str]:
                      if xs else 'n/a')
       line = f'| {a} | {n} | ' + ' | '.join(cells) + ' |'
       if compared:
-        diffs = [_paired(s.by_size.get((a, m, n), {}), s.by_size.get((a, c, n), {}),
-                         with_wins=False) for m, c in compared]
+        diffs = [format_test(s.tests.get(_test_key(s, a, m, c, n)), with_wins=False)
+                 for m, c in compared]
         line += ' ' + ' | '.join(diffs) + ' |'
       lines.append(line)
   return lines
@@ -886,15 +1086,24 @@ def _family_table(s: _Scores) -> list[str]:
   return lines
 
 
-def report(root: str, out_md: Optional[str] = None, plots: bool = True) -> str:
+def report(root: str, out_md: Optional[str] = None, plots: bool = True,
+           equivalent_code: bool = False) -> str:
   """Markdown tables (and PNG plots) from every results.json under `root`:
-  OOD test scores, in-distribution validation and cost, per-family means."""
+  OOD test scores with paired differences (p-values Holm-adjusted over the
+  report's comparisons), in-distribution validation and cost, scores against
+  test size, invariance, per-family means. `equivalent_code`: the code versions
+  of paired runs are known to compute the same (no 'code' marks)."""
   rows = collect(root)
   if not rows:
     raise ConfigError(f'no results.json under {root}')
   s = _scores(root, rows)
-  text = '\n'.join(_ood_table(root, s) + _control_table(s) + _validation_table(s)
-                   + _size_table(s)
+  s.equivalent_code = equivalent_code
+  s.test_sizes = {a: max(set(ns), key=ns.count) for a in s.algos
+                  for ns in [[r['test_size'] for r in rows if r['algorithm'] == a
+                              and isinstance(r.get('test_size'), int)]] if ns}
+  s.tests = collect_tests(s)
+  text = '\n'.join(_ood_table(root, s) + _control_table(s) + _family_note(s)
+                   + _validation_table(s) + _size_table(s) + _invariance_table(s)
                    + _family_table(s)) + '\n'
   out_md = out_md or os.path.join(root, 'report.md')
   if plots:     # beside the markdown, which links them by name
@@ -1040,6 +1249,9 @@ def add_commands(sub) -> None:
   p = sub.add_parser('report', help='markdown table + PNG plots from results.json files')
   p.add_argument('root')
   p.add_argument('--out', default=None)
+  p.add_argument('--equivalent-code', action='store_true',
+                 help='the code versions of paired runs are known to compute the same: do not '
+                      'mark their pairs (backends are marked whatever this says)')
   p.set_defaults(fn=_cmd_report)
 
 
@@ -1067,5 +1279,5 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_report(args) -> int:
-  print(report(args.root, args.out))
+  print(report(args.root, args.out, equivalent_code=args.equivalent_code))
   return 0

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import os
+import sys
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -28,7 +28,6 @@ from nar import storage
 from nar.batching import Batch
 from nar.digest import sha256_file
 
-log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
@@ -65,8 +64,8 @@ def save(cache_dir: str, key: SplitKey, batch: Batch) -> Optional[str]:
     storage.atomic_write(npz_path, raw)
     storage.atomic_write_json(npz_path[:-4] + '.json', manifest)
   except storage.StorageError as e:
-    log.warning('cache entry %s not saved: %s', npz_path, e)
-    print(f'warning: {str(e).split("; ")[0]}; going on without caching this split')
+    print(f'warning: {str(e).split("; ")[0]}; going on without caching this split',
+          file=sys.stderr, flush=True)
     return None
   return npz_path
 
@@ -103,6 +102,6 @@ def load(cache_dir: str, key: SplitKey) -> Optional[Batch]:
                      lengths=z['lengths'], node_mask=z['node_mask'])
     except Exception as e:  # pylint: disable=broad-except
       problem = f'unreadable data ({e.__class__.__name__})'
-  log.warning('cache entry %s ignored and rebuilt: %s', npz_path, problem)
-  print(f'warning: cache entry {npz_path} ignored and rebuilt: {problem}')
+  print(f'warning: cache entry {npz_path} ignored and rebuilt: {problem}', file=sys.stderr,
+        flush=True)
   return None

@@ -113,3 +113,8 @@ HINTS: Mapping[str, tuple[str, ...]] = {
         'color:node/categorical', 's_prev:node/pointer', 's:node/mask_one', 'u:node/mask_one',
         'v:node/mask_one', 's_last:node/mask_one'),
 }
+
+# The algorithms with a causally-equivalent augmentation rule (`augment.supported()`,
+# which imports dm-clrs): the ones Hint-ReLIC can train, checked before anything
+# loads (`nar.preflight`); `tests/test_catalogue.py` compares the two.
+AUGMENTED: tuple[str, ...] = tuple(a for a in CLRS30_ALGORITHMS if a != 'segments_intersect')

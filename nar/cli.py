@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional
 
@@ -61,7 +62,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
   p.add_argument('--algorithm', '--algorithms', '-a', dest='algorithm', required=True,
                  help='one of `nar algorithms`, or several comma-separated (multi-task: one '
-                      'network, shared processor, algorithms in turn)')
+                      'network, shared processor, algorithms in turn), or all (the 30)')
   from nar import registry
   p.add_argument('--method', default='baseline',
                  help='; '.join(f'{e.name}: {e.description}' for e in registry.methods().values())
@@ -75,6 +76,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--test-size', type=_min_size, default=None, help=explain('test_size'))
   p.add_argument('--precision', default=None,
                  help='float32 | bfloat16 (mixed precision: bfloat16 compute; default float32)')
+  p.add_argument('--log', default=None, metavar='TRACKERS',
+                 help='experiment tracking besides metrics.jsonl: tensorboard, wandb (offline) '
+                      'or both, comma-separated (pip install "nar-hint-relic[tensorboard,wandb]"; '
+                      'default none)')
   p.add_argument('--out', default=None, help='run directory (default runs/<algorithm>-<method>-s<seed>)')
   p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                  help='any other TrainConfig field, e.g. --set relic_lambda=0.5 (JSON values); '
@@ -92,24 +97,29 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args):
-  from nar.config import TrainConfig
+  from nar.config import TrainConfig, default_out
   from nar.overrides import parse_overrides
   values = {'algorithm': args.algorithm, 'method': args.method}
   for name in ('steps', 'hidden', 'batch_size', 'seed', 'processor', 'eval_every', 'test_size',
-               'precision', 'out'):
+               'precision', 'out', 'log'):
     v = getattr(args, name)
     if v is not None:
       values[name] = v
   values.update(parse_overrides(args.set))
   if 'out' not in values:
-    name = '+'.join(x.strip() for x in str(values['algorithm']).split(','))
-    values['out'] = f"runs/{name}-{values['method']}-s{values.get('seed', 42)}"
+    values['out'] = default_out(values['algorithm'], values['method'], values.get('seed', 42))
   config = TrainConfig(**values)
   return config.validate()
 
 
 def cmd_train(args) -> int:
   config = _config_from_args(args)  # checked before JAX is imported: a bad setting answers at once
+  from nar import preflight
+  several = (args.coordinator or args.distributed
+             or any(os.environ.get(v) for v in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES')))
+  # With several processes only process 0 owns the directory: it checks it itself.
+  (preflight.check_method_settings if several else preflight.check_training)(config)
+  _note_run(config.out)
   from nar import distributed
   cluster = distributed.resolve(args.coordinator, args.num_processes, args.process_id,
                                 auto=args.distributed)
@@ -118,8 +128,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_run(args) -> int:
-  from nar.config import load_config
-  return _train_and_print(load_config(args.config), args.quiet)
+  from nar.config import load_run_file
+  config, taken = load_run_file(args.config)
+  if taken:     # shown before anything runs: what the file leaves out is not silent
+    print(f'nar: {args.config} does not name ' + ', '.join(
+        f'{k}={json.dumps(v)}' for k, v in taken.items()) + ' (taken as shown: '
+        '`nar train --list-settings` for their meaning)', file=sys.stderr, flush=True)
+  from nar.preflight import check_training
+  check_training(config)
+  _note_run(config.out)
+  return _train_and_print(config, args.quiet)
 
 
 def _train_and_print(config, quiet: bool) -> int:
@@ -134,21 +152,24 @@ def _train_and_print(config, quiet: bool) -> int:
 def cmd_evaluate(args) -> int:
   from nar.config import ConfigError
   if args.dm_clrs_params:
-    if args.run_dir or not args.algorithms:
-      raise ConfigError('--dm-clrs-params takes --algorithms and no run directory')
-    from nar.interop import evaluate_params, load_dm_clrs_params
-    params = load_dm_clrs_params(args.dm_clrs_params)
-    names = [a for item in args.algorithms for a in item.split(',') if a]
-    if len(names) > 1:
-      raise ConfigError('a dm-clrs parameter file of one algorithm (algo_0) is supported; '
-                        f'got {len(names)} algorithms')
-    res = [evaluate_params(params, names[0], size=size, processor=args.processor,
-                           num_samples=args.samples, progress=not args.quiet)
-           for size in args.size]
+    if args.run_dir:
+      raise ConfigError('--dm-clrs-params takes no run directory')
+    from nar.interop import evaluate_params_sizes, file_config, read_dm_clrs_file
+    file = read_dm_clrs_file(args.dm_clrs_params)    # checked in full before anything is built
+    names = [a for item in args.algorithms or [] for a in item.split(',') if a]
+    file_config(file, names, args.processor)
+    res = evaluate_params_sizes(file, names or None, args.size, processor=args.processor,
+                                num_samples=args.samples, progress=not args.quiet)
   else:
     if not args.run_dir:
       raise ConfigError('nar evaluate needs a run directory (or --dm-clrs-params FILE '
                         '--algorithms NAME)')
+    from nar.preflight import check_run_to_evaluate
+    for run_dir in args.run_dir:      # every one, before any is evaluated
+      check_run_to_evaluate(run_dir)
+    if args.invariance:
+      print(json.dumps(_invariance(args), indent=1))
+      return 0
     from nar.train import evaluate_run_sizes
     res = [r for run_dir in args.run_dir
            for r in evaluate_run_sizes(run_dir, args.size, progress=not args.quiet,
@@ -158,7 +179,19 @@ def cmd_evaluate(args) -> int:
   return 0
 
 
+def _invariance(args):
+  """`nar evaluate RUN --invariance`: one result per run directory."""
+  from nar.train import evaluate_invariance
+  res = [{'run': run_dir, **evaluate_invariance(run_dir, num_samples=args.samples or 64,
+                                                 pairs_per_twin=args.pairs,
+                                                 progress=not args.quiet)}
+         for run_dir in args.run_dir]
+  return res[0] if len(res) == 1 else res
+
+
 def cmd_export(args) -> int:
+  from nar.preflight import check_run_to_evaluate
+  check_run_to_evaluate(args.run_dir, best_only=True)
   from nar.interop import export_run
   print(json.dumps(export_run(args.run_dir, args.file), indent=1))
   return 0
@@ -210,9 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--dm-clrs-params', default=None, metavar='FILE',
                  help="a file written by dm-clrs's BaselineModel.save_model (a pickle: "
                       'only files you trust)')
-  p.add_argument('--algorithms', nargs='*', default=None, help='with --dm-clrs-params')
-  p.add_argument('--processor', default='triplet_gmpnn',
-                 help='with --dm-clrs-params: its processor kind (default triplet_gmpnn)')
+  p.add_argument('--invariance', action='store_true',
+                 help='instead of the score: how invariant the next step is across twins '
+                      '(retrieval, prediction agreement, similarity; on --samples validation '
+                      'originals, default 64; kept in evaluations.json)')
+  p.add_argument('--pairs', type=_positive_int, default=8,
+                 help='with --invariance: valid step pairs per twin (default 8)')
+  p.add_argument('--algorithms', nargs='*', default=None,
+                 help="with --dm-clrs-params: the file's algorithms in its order (algo_0 "
+                      'first); a file `nar export` wrote names them itself')
+  p.add_argument('--processor', default=None,
+                 help="with --dm-clrs-params: its processor kind (default: the one `nar "
+                      "export` recorded, else triplet_gmpnn)")
   p.add_argument('--quiet', action='store_true')
   p.set_defaults(fn=cmd_evaluate)
   p = sub.add_parser('export', help="write a run's best parameters as a dm-clrs parameter "
@@ -249,73 +291,89 @@ def _user_errors() -> tuple:
   return tuple(errors)
 
 
-_PENDING_INTERRUPTS = [0]
+# The stop signals and their rule (docs/troubleshooting.md, "Processes and signals"):
+# whatever the moment, exit code 128 + the number and one line saying what was saved.
+_STOP_SIGNALS = ('SIGINT', 'SIGTERM')
+# What a stop now keeps: set by the command running (`_note_run`), read by `_interrupt`.
+_STOP_NOTE = [lambda: 'nothing was saved']
+
+
+def _note_run(run_dir: str) -> None:
+  """A stop from now on says what `run_dir` keeps (its newest checkpoint)."""
+  from nar.preflight import saved_checkpoint_note
+  _STOP_NOTE[0] = lambda: saved_checkpoint_note(run_dir)
 
 
 def _interrupt(signum, frame):
-  """SIGINT in `nar`: KeyboardInterrupt, as by default, but never lost. Python prints
-  and drops one raised inside a garbage-collector callback (JAX registers one that
-  runs often during start-up), a finaliser or a weakref callback: inside the first
-  two it comes again 50 ms later instead; and one that `nar` has not received
-  a second later (dropped elsewhere) comes again then."""
-  import gc
-  import threading
-  callbacks = {getattr(cb, '__code__', None) for cb in gc.callbacks}
-  f = frame
-  while f is not None:
-    if f.f_code in callbacks or f.f_code.co_name == '__del__':
-      _later(0.05, signum, always=True)
-      return
-    f = f.f_back
-  _PENDING_INTERRUPTS[0] += 1
-  _later(1.0, signum, always=False)
-  raise KeyboardInterrupt
+  """SIGINT or SIGTERM in `nar`, outside a training loop (which checkpoints and
+  stops at the next step, `nar.train`): the process ends at once with one line
+  saying what is kept. Every file `nar` writes is replaced atomically
+  (`nar.storage`), so nothing saved is lost; an exception raised here instead
+  could land inside an import, a garbage-collector callback or a finaliser,
+  where Python drops it or a half-imported extension crashes the process."""
+  del frame
+  import signal
+  try:
+    note = _STOP_NOTE[0]()
+  except Exception:  # pylint: disable=broad-except  (the line must come whatever happens)
+    note = 'what was saved before is kept'
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except Exception:  # pylint: disable=broad-except
+      pass
+  os.write(2, f'nar: stopped by {signal.Signals(signum).name}; {note}\n'.encode())
+  os._exit(128 + int(signum))
 
 
-def _later(delay: float, signum: int, always: bool) -> None:
-  import _thread
-  import threading
-
-  def again():
-    if always or _PENDING_INTERRUPTS[0]:
-      _thread.interrupt_main(signum)
-  timer = threading.Timer(delay, again)
-  timer.daemon = True
-  timer.start()
+def _stopped(e: KeyboardInterrupt) -> int:
+  """The one line and the exit code of a stop that reached `main` as an exception
+  (`nar.errors.Stopped` from a training loop; a bare KeyboardInterrupt is a SIGINT
+  where `nar` did not install its handler)."""
+  import signal
+  signum = getattr(e, 'signum', int(signal.SIGINT))
+  name = getattr(e, 'name', 'SIGINT')
+  saved = getattr(e, 'saved', '') or _STOP_NOTE[0]()
+  print(f'nar: stopped by {name} {saved}' if saved.startswith('at step ')
+        else f'nar: stopped by {name}; {saved}', file=sys.stderr)
+  return 128 + signum
 
 
 def main(argv: Optional[list[str]] = None) -> int:
   import signal
   import threading
-  # Only where Ctrl-C has its default meaning (not in a background job that ignores it).
-  ours = (threading.current_thread() is threading.main_thread()
-          and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
-  if ours:
-    signal.signal(signal.SIGINT, _interrupt)
+  # Only where a signal has its default meaning (not in a background job that
+  # ignores Ctrl-C, nor in a program that handles them itself).
+  ours = []
+  if threading.current_thread() is threading.main_thread():
+    for name in _STOP_SIGNALS:
+      sig = getattr(signal, name)
+      if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
+        ours.append((sig, signal.signal(sig, _interrupt)))
   try:
     return _main(argv)
-  except KeyboardInterrupt:       # also during start-up (imports, argument parsing)
-    print('nar: interrupted', file=sys.stderr)
-    return 130
+  except KeyboardInterrupt as e:
+    return _stopped(e)
   finally:
-    _PENDING_INTERRUPTS[0] = 0      # received, or nothing left to interrupt
-    if ours:
-      signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig, previous in ours:
+      signal.signal(sig, previous)
+    _STOP_NOTE[0] = lambda: 'nothing was saved'
 
 
 def _main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
+  if args.command == 'sweep':
+    _STOP_NOTE[0] = lambda: ('each run keeps its newest checkpoint; run the same sweep again '
+                             'to resume')
   from nar.storage import StorageError, cause
   try:
     return args.fn(args)
   except StorageError as e:
     print(f'nar: error: {_one_line(e)}', file=sys.stderr)
     return 2
-  except KeyboardInterrupt:
-    _PENDING_INTERRUPTS[0] = 0
-    print('nar: interrupted', file=sys.stderr)
-    return 130
+  except KeyboardInterrupt as e:
+    return _stopped(e)
   except Exception as e:  # pylint: disable=broad-except
     if isinstance(e, _user_errors()):
       print(f'nar: error: {_one_line(e)}', file=sys.stderr)

@@ -1,8 +1,13 @@
-"""Hint-ReLIC (METHOD.md section 3): supervised loss on the original and its
-causally-equivalent twins, plus a ReLIC contrast and invariance penalty on the
-next-step representations of valid step pairs.
+"""Hint-ReLIC (docs/method.md, section 3): supervised loss on the originals, plus
+a ReLIC contrast and invariance penalty on the next-step representations of
+valid step pairs of causally-equivalent twins.
 
     L = L_sup(x) + beta * L_sup(x') + lambda * (L_contrast + alpha * L_KL)
+
+The paper's objective (the defaults): beta = 0 (the twins enter only through
+the invariance term) and the twin side one processor step from the original's
+state (`relic_twin='step'`). beta > 0 and rollout twins are our variants
+(`hint_relic_supervised`, `twins_only`).
 
 Pointer hints (per valid pair, per original node i with true next target j):
   anchor g(r_x(i, j)), positive g(r_x'(m(i), m(j))), negatives g(r_x'(m(i), u)) for
@@ -37,7 +42,7 @@ from nar.batching import Batch
 from nar.config import TrainConfig
 from nar.layers import mlp_apply
 from nar.losses import supervised_loss
-from nar.methods import Method
+from nar.methods import PART_PREFIX, Method
 from nar.model import dense_data, make_step_net, nb_dims_of, net_config_of
 from nar.processors import BIG
 
@@ -270,16 +275,21 @@ def twin_steps(batch_y: Batch, pairs: PairData) -> TwinSteps:
                    batch_y.node_mask)
 
 
-def one_step_reps(step_net: hk.Transformed, spec: dict, params, rng, batch_x: Batch,
-                  latents: jax.Array, twins: TwinSteps, pairs: PairData,
-                  num_augmentations: int) -> TwinReps:
+def one_step_outputs(step_net: hk.Transformed, spec: dict, params, rng, batch_x: Batch,
+                     latents: jax.Array, twins: TwinSteps, pairs: PairData,
+                     num_augmentations: int) -> tuple:
   """Both sides of each pair from ONE processor step each, from the same state.
 
   Original: its inputs, its true hints of step t, the rollout's latent entering
   step t (`latents`, `[S, B, N, H]`). Twin: its inputs, its true hints of step
   t', and the same latent on its original nodes (through the node map), added
   nodes starting from zero as every node does at step 0. The two steps differ
-  only by the added nodes and their edges (and the hints there)."""
+  only by the added nodes and their edges (and the hints there).
+
+  Returns:
+    (step_x, step_y): `StepOutput`s of the R = BK * M pairs, flattened pair-major
+    (row k * M + m is twin k's pair slot m).
+  """
   bk, m = pairs.t.shape
   r = bk * m
   b_of = jnp.arange(bk) // num_augmentations
@@ -297,6 +307,16 @@ def one_step_reps(step_net: hk.Transformed, spec: dict, params, rng, batch_x: Ba
   step_y = step_net.apply(params, rng, {k: per_pair(v) for k, v in twins.inputs.items()},
                           dense_data(spec, {k: flat(v) for k, v in twins.hints.items()}, n_y),
                           latent_y, per_pair(twins.node_mask), is_training=True)
+  return step_x, step_y
+
+
+def one_step_reps(step_net: hk.Transformed, spec: dict, params, rng, batch_x: Batch,
+                  latents: jax.Array, twins: TwinSteps, pairs: PairData,
+                  num_augmentations: int) -> TwinReps:
+  """The representations of `one_step_outputs`, per twin k and pair slot m."""
+  step_x, step_y = one_step_outputs(step_net, spec, params, rng, batch_x, latents, twins, pairs,
+                                    num_augmentations)
+  bk, m = pairs.t.shape
   unflat = lambda x: x.reshape((bk, m) + x.shape[1:])              # noqa: E731
   return TwinReps(unflat(step_x.node_reps), unflat(step_y.node_reps),
                   {h: unflat(v) for h, v in step_x.pair_reps.items()},
@@ -332,15 +352,6 @@ class HintReLIC(Method):
     if not pointers and not others:
       raise ConfigError(f'relic_hints {config.relic_hints!r} selects no hint: Hint-ReLIC '
                         'would regularise nothing')
-
-  @classmethod
-  def check_multi_task(cls, config: TrainConfig) -> None:
-    """The one-step twins run a single-algorithm step network: multi-task runs
-    use the rollout twins."""
-    from nar.config import ConfigError
-    if config.relic_twin != 'rollout':
-      raise ConfigError(f'multi-task Hint-ReLIC computes the twins by rollout; relic_twin='
-                        f'{config.relic_twin} is supported for one algorithm at a time')
 
   def __init__(self, config: TrainConfig, spec: dict, param_prefix: str = ''):
     import augment
@@ -422,17 +433,31 @@ class HintReLIC(Method):
                       is_training=True)
     return {**params, **self.extra_params(jax.random.fold_in(key, 1))}
 
-  def _step_net(self) -> hk.Transformed:
+  @property
+  def loss_parts(self) -> tuple:
+    """The supervised loss, lambda * contrast and lambda * alpha * KL (when the
+    invariance term is on)."""
+    cfg = self.config
+    return ('supervised', 'contrast', 'kl') if cfg.relic_contrast and cfg.relic_lambda > 0 else ()
+
+  @property
+  def algorithm_index(self) -> int:
+    """The algorithm's index in a multi-task network (its `algo_{i}_` prefix), 0 alone."""
+    return int(self.param_prefix[len('algo_'):-1]) if self.param_prefix else 0
+
+  def step_net(self) -> hk.Transformed:
+    """One processor step of this algorithm's network from a given state
+    (`nar.model.make_step_net`), with the run's parameters."""
     example = self.example_batch()
     return make_step_net(self.spec, nb_dims_of(example.inputs, example.hints, example.outputs),
-                         net_config_of(self.config))
+                         net_config_of(self.config), self.algorithm_index)
 
   def loss_fn(self, net):
     cfg, spec = self.config, self.spec
     critic = self._critic()
     contrast = cfg.relic_contrast and cfg.relic_lambda > 0
     one_step = cfg.relic_twin == 'step'
-    step_net = self._step_net() if one_step and contrast else None
+    step_net = self.step_net() if one_step and contrast else None
 
     def forward(params, rng, batch: Batch, reps: bool = False, latents: bool = False):
       return net.apply(params, rng, batch.inputs, batch.hints, batch.lengths,
@@ -457,6 +482,7 @@ class HintReLIC(Method):
         sup_y, _ = supervised_loss(spec, out_y, batch_y)
         total = total + cfg.relic_beta * sup_y
         terms['sup_twin'] = sup_y
+      parts = {'supervised': total}
       if contrast:
         critics = critic.apply({k: v for k, v in params.items()
                                 if k.split('/')[0] == self.critic_name}, None)
@@ -467,7 +493,9 @@ class HintReLIC(Method):
           reps = rollout_reps(out_x, out_y, batch_y, pairs, cfg.augmentations)
         ce, kl, anchors = pair_contrast(reps, batch_x, pairs, critics, cfg.augmentations,
                                         cfg.relic_temperature)
-        total = total + cfg.relic_lambda * (ce + cfg.relic_alpha * kl)
+        parts['contrast'] = cfg.relic_lambda * ce
+        parts['kl'] = cfg.relic_lambda * cfg.relic_alpha * kl
+        total = total + parts['contrast'] + parts['kl']
         terms.update({'relic_contrast': ce, 'relic_kl': kl, 'relic_anchors': anchors})
-      return total, terms
+      return total, {**terms, **{PART_PREFIX + k: v for k, v in parts.items()}}
     return loss

@@ -13,6 +13,12 @@ from nar.config import TrainConfig
 from nar.losses import supervised_loss
 
 
+# Loss terms named with this prefix are the weighted parts the loss is the sum
+# of (Hint-ReLIC: 'part_supervised', 'part_contrast', 'part_kl'): the trainer
+# measures each part's share of the gradient (`TrainConfig.grad_terms_every`).
+PART_PREFIX = 'part_'
+
+
 class Method:
   """The interface a training method gives the trainer.
 
@@ -53,6 +59,12 @@ class Method:
     Default: every algorithm."""
     return True
 
+  @property
+  def loss_parts(self) -> tuple:
+    """The names of the weighted parts its loss sums (terms `PART_PREFIX + name`),
+    whose gradient shares the trainer records; () for a loss of one part."""
+    return ()
+
   def extra_params(self, key) -> dict:
     """The method's own parameters besides the network's (named with
     `param_prefix`). Default: none."""
@@ -77,7 +89,9 @@ class Method:
     raise NotImplementedError
 
   def loss_fn(self, net):
-    """`(params, rng, *placed) -> (loss, dict of scalar terms)`."""
+    """`(params, rng, *placed) -> (loss, dict of scalar terms)`; terms named
+    `PART_PREFIX + name` are the weighted parts that sum to the loss, when it
+    has more than one."""
     raise NotImplementedError
 
 
@@ -123,7 +137,7 @@ def _resolve(config: TrainConfig):
     raise ConfigError(f"unknown method '{config.method}'; choose one of: "
                       f"{', '.join(registry.methods())}") from None
   if entry.overrides:
-    config = dataclasses.replace(config, **entry.overrides)
+    config = config.as_trained()
   return entry.factory(), config
 
 

@@ -1,8 +1,11 @@
 """The encode-process-decode reasoner (dm-clrs `nets.Net`, single algorithm).
 
-Same mathematics and parameter names as dm-clrs 2.0.3 with hints encoded and
-decoded, soft re-prediction and no teacher forcing: step 0 reads the true hints
-tau_0, every later step reads the soft decoding of the previous prediction.
+Same mathematics and parameter names as dm-clrs 2.0.3. By default (run.py's
+defaults) hints are encoded and decoded, re-predicted soft, without teacher
+forcing: step 0 reads the true hints tau_0, every later step reads the soft
+decoding of the previous prediction. `NetConfig` holds run.py's other settings
+(hints decoded only or not used, teacher forcing, hard re-prediction, dropout,
+an LSTM, several message-passing steps per hint), each as dm-clrs computes it.
 Differences are in the work done, not the result:
   * input encodings (and their projections by the processor and decoders) are
     computed once per sample, not once per step;
@@ -77,6 +80,32 @@ class NetConfig:
   # > 1: the batch is split into this many groups of samples of similar
   # trajectory length, each of which skips the steps past its longest sample.
   length_groups: int = 1
+  # dm-clrs examples/run.py's settings (nar.config.TrainConfig documents each).
+  hint_mode: str = 'encoded_decoded'
+  hint_teacher_forcing: float = 0.0
+  hint_repred_mode: str = 'soft'
+  dropout_prob: float = 0.0
+  use_lstm: bool = False
+  nb_msg_passing_steps: int = 1
+
+  @property
+  def encode_hints(self) -> bool:
+    return self.hint_mode == 'encoded_decoded'
+
+  @property
+  def decode_hints(self) -> bool:
+    return self.hint_mode != 'none'
+
+  def hard_repred(self, is_training: bool) -> bool:
+    """Whether predicted hints are fed back hard (argmax, thresholds, no gradient)."""
+    return self.hint_repred_mode == 'hard' or (self.hint_repred_mode == 'hard_on_eval'
+                                               and not is_training)
+
+  def needs_step_key(self, is_training: bool) -> bool:
+    """Whether a training rollout draws randomness per step (dropout, partial
+    teacher forcing)."""
+    return is_training and (self.dropout_prob > 0 or
+                            (self.encode_hints and 0 < self.hint_teacher_forcing < 1))
 
 
 def log_sinkhorn(x: jax.Array, steps: int, temperature: float, node_mask: jax.Array,
@@ -141,8 +170,10 @@ class Net(hk.Module):
     h = self.hidden
     prefix = f'algo_{self.algorithm_index}_'
     encoders, decoders = {}, {}
+    encode = (_Stage.INPUT, _Stage.HINT) if self.config.encode_hints else (_Stage.INPUT,)
+    decode = (_Stage.OUTPUT, _Stage.HINT) if self.config.decode_hints else (_Stage.OUTPUT,)
     for name, (stage, loc, typ) in self.spec.items():
-      if stage in (_Stage.INPUT, _Stage.HINT):
+      if stage in encode:
         w_init = None
         if (self.config.encoder_init == 'xavier_on_scalars' and stage == _Stage.HINT and
             typ == _Type.SCALAR):
@@ -151,7 +182,7 @@ class Net(hk.Module):
         if loc == _Loc.EDGE and typ == _Type.POINTER:
           enc.append(Dense(h, w_init=w_init, name=f'{prefix}{name}_enc_linear'))
         encoders[name] = enc
-      if stage in (_Stage.OUTPUT, _Stage.HINT):
+      if stage in decode:
         nd = self.nb_dims[name]
         mk = lambda size, n=name: Dense(size, name=f'{prefix}{n}_dec_linear')  # noqa: E731
         if loc == _Loc.NODE:
@@ -316,6 +347,7 @@ class Net(hk.Module):
       proc_params = MPNNWeights(h, use_tri, gated, proc.use_ln, proc.nb_triplet_fts)(
           2 * h, h, h)
     enc_w, dec_w = self._fetch(encoders, decoders, h + tri_size)
+    lstm = LSTMWeights(h)() if self.config.use_lstm else None
     generic = None
     if not proc.is_fast:
       generic = hk.lift(hk.transform(
@@ -350,7 +382,7 @@ class Net(hk.Module):
                                jnp.ones((b, n, n)), dummy, batch_size=b, nb_nodes=n)
       generic_apply = hk.transform(lambda *a, **k: proc.clrs_factory()(h)(*a, **k)).apply
     return _Context(b, n, dtype, node_mask, enc_w, dec_w, proc_params, generic_params,
-                    generic_apply, node_in, graph_in, static, static_proj, adj_in)
+                    generic_apply, node_in, graph_in, static, static_proj, adj_in, lstm)
 
   def _reads_edges(self, name: str) -> bool:
     """Whether the decoder of `name` has an edge half (`_decode`'s `edge_half`)."""
@@ -359,6 +391,9 @@ class Net(hk.Module):
         loc == _Loc.EDGE
 
   def _hint_names(self) -> list[str]:
+    """The hints decoded at each step (none when hints are not decoded)."""
+    if not self.config.decode_hints:
+      return []
     return [k for k, v in self.spec.items() if v[0] == _Stage.HINT]
 
   def _pointer_hints(self) -> list[str]:
@@ -367,24 +402,37 @@ class Net(hk.Module):
 
   @hk.transparent
   def _step(self, ctx: '_Context', hidden: jax.Array, cur_hints: dict, is_training: bool,
-            pair_reps: bool):
+            pair_reps: bool, cell: Optional[jax.Array] = None,
+            step_key: Optional[jax.Array] = None):
     """One step (dm-clrs `_msg_passing_step`): encode the current (dense) hints,
-    process, decode the next hints. Returns (next latent `[B, N, H]`, hint
-    logits, pointer hint -> pair features, snapshot (h_t `[B, N, 3H]`,
-    triplet edge messages, hint edge channels, graph features))."""
+    process (`nb_msg_passing_steps` times; then dropout in training, with
+    `step_key`, and the LSTM whose `cell` `[B, N, H]` this step reads), decode the
+    next hints. Returns (next latent `[B, N, H]`, hint logits, pointer hint ->
+    pair features, snapshot (h_t `[B, N, 3H]`, triplet edge messages, hint edge
+    channels, graph features), next LSTM cell or None)."""
     b, n, node_mask = ctx.b, ctx.n, ctx.node_mask
     proc = self.config.processor
-    node_h, graph_h, h_channels, adj_h = self._encode(cur_hints, ctx.enc_w, node_mask,
-                                                       _Stage.HINT, b, n)
+    if self.config.encode_hints:
+      node_h, graph_h, h_channels, adj_h = self._encode(cur_hints, ctx.enc_w, node_mask,
+                                                         _Stage.HINT, b, n)
+    else:
+      node_h, graph_h, h_channels, adj_h = 0.0, 0.0, [], jnp.zeros((b, n, n), bool)
     node_fts = ctx.node_in + node_h
     graph_fts = ctx.graph_in + graph_h
     edges = FoldedEdges(ctx.static, ctx.static_proj, h_channels, shape=(b, n))
-    if proc.is_fast:
-      nxt, tri = mpnn_step(ctx.proc_params, node_fts, edges, graph_fts, hidden, node_mask)
-    else:
-      adj = (ctx.adj_in | adj_h | jnp.eye(n, dtype=bool)[None]).astype(jnp.float32)
-      nxt, tri = ctx.generic_apply(ctx.generic_params, None, node_fts, edges.materialise(node_fts.shape[-1]),
-                                   graph_fts, adj, hidden, batch_size=b, nb_nodes=n)
+    nxt = hidden
+    for _ in range(self.config.nb_msg_passing_steps):   # dm-clrs: same features, latent updated
+      if proc.is_fast:
+        nxt, tri = mpnn_step(ctx.proc_params, node_fts, edges, graph_fts, nxt, node_mask)
+      else:
+        adj = (ctx.adj_in | adj_h | jnp.eye(n, dtype=bool)[None]).astype(jnp.float32)
+        nxt, tri = ctx.generic_apply(ctx.generic_params, None, node_fts,
+                                     edges.materialise(node_fts.shape[-1]), graph_fts, adj, nxt,
+                                     batch_size=b, nb_nodes=n)
+    if is_training and self.config.dropout_prob > 0 and step_key is not None:
+      nxt = hk.dropout(step_key, self.config.dropout_prob, nxt)
+    if ctx.lstm is not None:
+      nxt, cell = ctx.lstm(nxt, hidden, cell)
     h_t = jnp.concatenate([node_fts, hidden, nxt], axis=-1)
     pointer_hints = self._pointer_hints() if pair_reps else []
     hint_logits, pairs = {}, {}
@@ -395,14 +443,17 @@ class Net(hk.Module):
       if pair is not None:
         pairs[name] = pair
     snapshot = (h_t, tri, [c[0] for c in h_channels], graph_fts)
-    return nxt, hint_logits, pairs, snapshot
+    return nxt, hint_logits, pairs, snapshot, cell
 
   @hk.transparent
   def _one_step(self, ctx: '_Context', hints: dict, hidden: jax.Array,
                 is_training: bool) -> 'StepOutput':
+    if ctx.lstm is not None:
+      raise ValueError('a single step from a processor latent has no LSTM state: use_lstm '
+                       'networks run whole rollouts only')
     cur = {k: v.astype(ctx.dtype) for k, v in hints.items()}
-    nxt, logits, pairs, snap = self._step(ctx, hidden.astype(ctx.dtype), cur, is_training,
-                                          pair_reps=True)
+    nxt, logits, pairs, snap, _ = self._step(ctx, hidden.astype(ctx.dtype), cur, is_training,
+                                             pair_reps=True)
     return StepOutput(hints=logits, node_reps=snap[0], pair_reps=pairs, latent=nxt)
 
   def __call__(self, inputs: dict, hints: dict, lengths: Optional[jax.Array],
@@ -434,17 +485,21 @@ class Net(hk.Module):
     if is_training and any(typ == _Type.PERMUTATION_POINTER and stage == _Stage.OUTPUT
                            for stage, _, typ in self.spec.values()):
       rng = hk.maybe_next_rng_key()  # Gumbel noise for the Sinkhorn decoder
+    step_key = None
+    if self.config.needs_step_key(is_training):
+      step_key = hk.next_rng_key()     # dropout, teacher forcing: one key per step from it
     groups = _largest_divisor(ctx.b, self.config.length_groups)
     if groups > 1:
       return self._grouped_rollout(ctx, hints, lengths, groups, is_training,
-                                   return_representations, return_latents, rng)
+                                   return_representations, return_latents, rng, step_key)
     return self._rollout(ctx, hints, lengths, is_training, return_representations,
-                         return_latents, rng, active_steps=None)
+                         return_latents, rng, active_steps=None, step_key=step_key)
 
   @hk.transparent
   def _grouped_rollout(self, ctx: '_Context', hints: dict, lengths: jax.Array, groups: int,
                        is_training: bool, return_representations: bool,
-                       return_latents: bool, rng: Optional[jax.Array]) -> NetOutput:
+                       return_latents: bool, rng: Optional[jax.Array],
+                       step_key: Optional[jax.Array] = None) -> NetOutput:
     """The rollout of `groups` equal groups of samples of similar length, each
     of which runs only as many steps as its longest trajectory needs (the rest
     of the time loop is skipped). Samples are independent, so this is the same
@@ -461,14 +516,15 @@ class Net(hk.Module):
                for name, v in hints.items()}
     lengths_g = jnp.take(lengths, order)
     rngs = None if rng is None else jax.random.split(rng, groups)
+    step_keys = None if step_key is None else jax.random.split(step_key, groups)
 
     def one_group(xs):
-      arrays, hints_one, lengths_one, rng_one = xs
+      arrays, hints_one, lengths_one, rng_one, step_key_one = xs
       active = jnp.maximum(jnp.max(lengths_one) - 1, 1)    # steps with a loss or an output
       return self._rollout(ctx._replace(b=k, **arrays), hints_one, lengths_one, is_training,
                            return_representations, return_latents, rng_one,
-                           active_steps=active)
-    out = jax.lax.map(one_group, (grouped, hints_g, lengths_g, rngs))
+                           active_steps=active, step_key=step_key_one)
+    out = jax.lax.map(one_group, (grouped, hints_g, lengths_g, rngs, step_keys))
     back = jnp.argsort(order.reshape(-1))
 
     def batch_major(x):      # [G, k, ...] -> [B, ...] in the original order
@@ -485,9 +541,11 @@ class Net(hk.Module):
   @hk.transparent
   def _rollout(self, ctx: '_Context', hints: dict, lengths: jax.Array, is_training: bool,
                return_representations: bool, return_latents: bool, rng: Optional[jax.Array],
-               active_steps: Optional[jax.Array]) -> NetOutput:
+               active_steps: Optional[jax.Array],
+               step_key: Optional[jax.Array] = None) -> NetOutput:
     """The time loop over one batch; with `active_steps`, steps from that index
-    on are skipped (their hint logits and representations are zeros)."""
+    on are skipped (their hint logits and representations are zeros). Step i's
+    randomness (dropout, teacher forcing) comes from `fold_in(step_key, i)`."""
     b, n, dtype, node_mask = ctx.b, ctx.n, ctx.dtype, ctx.node_mask
     h = self.hidden
     num_t = next(iter(hints.values())).shape[0]
@@ -496,24 +554,48 @@ class Net(hk.Module):
     hint_names = self._hint_names()
     output_names = [k for k, v in self.spec.items() if v[0] == _Stage.OUTPUT]
 
-    truth0 = dense_data(self.spec, {k: v[0] for k, v in hints.items()}, n, dtype)
+    config = self.config
+    encode = config.encode_hints
+    # Hints read by the encoders: step 0's true ones, then the fed-back predictions.
+    truth0 = (dense_data(self.spec, {k: v[0] for k, v in hints.items()}, n, dtype)
+              if encode else {})
     hidden0 = jnp.zeros((b, n, h), dtype)
+    cell0 = jnp.zeros((b, n, h), dtype) if ctx.lstm is not None else None
+    hard = config.hard_repred(is_training)
+    forcing = config.hint_teacher_forcing if (encode and is_training) else 0.0
 
     def select(flag, new, old):
       return jax.tree_util.tree_map(
           lambda a, c: jnp.where(flag.reshape((b,) + (1,) * (a.ndim - 1)), a, c), new, old)
 
-    def outputs_of(hidden, cur):
-      nxt, logits, pairs, new_snap = self._step(ctx, hidden, cur, is_training,
-                                                pair_reps=return_representations)
-      soft = soft_hints(self.spec, logits)
+    def fed_back(logits, i):
+      """The hints step i + 1 reads: the prediction of step i (dm-clrs
+      `decoders.postprocess`), or, teacher forced, the true hints of step i + 1."""
+      if not encode:
+        return {}
+      pred = feedback_hints(self.spec, logits, hard)
+      if forcing <= 0:
+        return pred
+      truth = dense_data(self.spec, {k: jax.lax.dynamic_index_in_dim(v, i + 1, 0, False)
+                                     for k, v in hints.items()}, n, dtype)
+      if forcing >= 1:
+        return truth
+      # dm-clrs: each sample of the batch is forced with this probability, step by step.
+      forced = jax.random.bernoulli(jax.random.fold_in(step_key, 2 * i + 1), forcing, (b,))
+      return select(forced, truth, pred)
+
+    def outputs_of(hidden, cell, cur, i):
+      key = None if step_key is None else jax.random.fold_in(step_key, 2 * i)
+      nxt, logits, pairs, new_snap, new_cell = self._step(
+          ctx, hidden, cur, is_training, pair_reps=return_representations, cell=cell,
+          step_key=key)
       ys = (logits, (new_snap[0] if return_representations else None), pairs,
             (hidden if return_latents else None))
-      return nxt, soft, new_snap, ys
+      return nxt, new_cell, fed_back(logits, i), new_snap, ys
 
     # Shapes of one step, to build the loop state (the output snapshot).
-    shapes = jax.eval_shape(lambda: outputs_of(hidden0, truth0))
-    snap0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes[2])
+    shapes = jax.eval_shape(lambda: outputs_of(hidden0, cell0, truth0, 0))
+    snap0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes[3])
 
     # Without `active_steps` every step runs, padded ones included (their losses
     # are masked). A whole batch skipping its padded steps gains little (its
@@ -521,13 +603,13 @@ class Net(hk.Module):
     # (`_grouped_rollout`, measured with remat 'full'; without remat, an earlier
     # lax.cond skip made the backward about 2x slower on XLA:CPU).
     def run(carry, i):
-      hidden, cur, snap = carry
-      nxt, soft, new_snap, ys = outputs_of(hidden, cur)
-      return (nxt, soft, select(out_step == i, new_snap, snap)), ys
+      hidden, cell, cur, snap = carry
+      nxt, new_cell, fed, new_snap, ys = outputs_of(hidden, cell, cur, i)
+      return (nxt, new_cell, fed, select(out_step == i, new_snap, snap)), ys
 
     body = run
     if active_steps is not None:
-      ys_shapes = shapes[3]
+      ys_shapes = shapes[4]
 
       def skip(carry, i):
         del i
@@ -539,13 +621,15 @@ class Net(hk.Module):
     if self.config.remat == 'full':
       # prevent_cse=False: inside a scan the recomputation cannot be merged away anyway.
       body = jax.checkpoint(body, prevent_cse=False)
-    (hidden, cur, snap), ys = jax.lax.scan(body, (hidden0, truth0, snap0), jnp.arange(nb_steps))
+    (hidden, _, cur, snap), ys = jax.lax.scan(body, (hidden0, cell0, truth0, snap0),
+                                              jnp.arange(nb_steps))
     hint_logits, node_reps, pair_reps, latents = ys
 
     # Outputs: decoded once, from each sample's last step.
     h_t, tri, h_xs, graph_fts = snap
     hint_channels = []
-    _, _, ch_template, _ = self._encode(truth0, ctx.enc_w, node_mask, _Stage.HINT, b, n)
+    ch_template = (self._encode(truth0, ctx.enc_w, node_mask, _Stage.HINT, b, n)[2]
+                   if encode else [])
     for x, (_, cw, cb) in zip(h_xs, ch_template):
       hint_channels.append((x, cw, cb))
     edges = FoldedEdges(ctx.static, ctx.static_proj, hint_channels, shape=(b, n))
@@ -591,6 +675,7 @@ class _Context(NamedTuple):
   static: Optional[jax.Array]
   static_proj: dict
   adj_in: jax.Array
+  lstm: Optional['LSTMCell'] = None
 
 
 def dense_data(spec: dict, data: dict, n: int, dtype=jnp.float32) -> dict:
@@ -602,6 +687,31 @@ def dense_data(spec: dict, data: dict, n: int, dtype=jnp.float32) -> dict:
       x = jax.nn.one_hot(x, n)
     out[name] = x.astype(dtype)
   return out
+
+
+class LSTMCell(NamedTuple):
+  """`hk.LSTM`'s step: one linear map of [input, previous hidden] to the gates (i, g, f, o)."""
+  gates: Affine
+
+  def __call__(self, x: jax.Array, hidden: jax.Array,
+               cell: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """x, hidden, cell `[B, N, H]` -> (hidden, cell). dm-clrs feeds the LSTM the
+    processor output and carries the LSTM's hidden state as the next step's
+    latent, so the previous hidden state is the latent the step started from."""
+    i, g, f, o = jnp.split(self.gates(jnp.concatenate([x, hidden], axis=-1)), 4, axis=-1)
+    cell = jax.nn.sigmoid(f + 1) * cell + jax.nn.sigmoid(i) * jnp.tanh(g)   # hk.LSTM's forget bias
+    return jax.nn.sigmoid(o) * jnp.tanh(cell), cell
+
+
+class LSTMWeights(hk.Module):
+  """`hk.LSTM(hidden, name='processor_lstm')`'s parameters (dm-clrs `Net`)."""
+
+  def __init__(self, hidden: int, name: str = 'processor_lstm'):
+    super().__init__(name=name)
+    self.hidden = hidden
+
+  def __call__(self) -> 'LSTMCell':
+    return LSTMCell(Dense(4 * self.hidden).params(2 * self.hidden))
 
 
 def soft_hints(spec: dict, logits: dict) -> dict:
@@ -616,6 +726,26 @@ def soft_hints(spec: dict, logits: dict) -> dict:
       x = jax.nn.softmax(x, axis=-1)
     out[name] = x                        # scalars as they are
   return out
+
+
+def hard_hints(spec: dict, logits: dict) -> dict:
+  """dm-clrs hard postprocessing of predicted hints (`hint_repred_mode` 'hard'),
+  dense as the encoders read them: argmax one-hots for pointers, categoricals and
+  mask_one, thresholded masks, scalars as they are; no gradient flows through."""
+  out = {}
+  for name, x in logits.items():
+    typ = spec[name][2]
+    if typ == _Type.MASK:
+      x = (x > 0.0).astype(x.dtype)
+    elif typ in (_Type.MASK_ONE, _Type.CATEGORICAL, _Type.POINTER):
+      x = jax.nn.one_hot(jnp.argmax(x, axis=-1), x.shape[-1], dtype=x.dtype)
+    out[name] = jax.lax.stop_gradient(x)
+  return out
+
+
+def feedback_hints(spec: dict, logits: dict, hard: bool) -> dict:
+  """The predicted hints as the next step reads them: `hard_hints` or `soft_hints`."""
+  return hard_hints(spec, logits) if hard else soft_hints(spec, logits)
 
 
 def nb_dims_of(batch_inputs: dict, batch_hints: dict, batch_outputs: dict) -> dict:
@@ -661,8 +791,13 @@ def net_config_of(config, lengths_vary: bool = False) -> NetConfig:
   """The network settings of a `nar.config.TrainConfig`; `lengths_vary`: whether
   the trajectories of the data differ in length (for `length_groups` 0)."""
   groups = resolve_length_groups(config.length_groups, lengths_vary, jax.default_backend())
-  return NetConfig(processor=ProcessorConfig(kind=config.processor, hidden=config.hidden),
-                   compute_dtype=config.precision, remat=config.remat, length_groups=groups)
+  processor = ProcessorConfig(kind=config.processor, hidden=config.hidden, use_ln=config.use_ln,
+                              nb_triplet_fts=config.nb_triplet_fts, nb_heads=config.nb_heads)
+  return NetConfig(processor=processor, encoder_init=config.encoder_init,
+                   compute_dtype=config.precision, remat=config.remat, length_groups=groups,
+                   hint_mode=config.hint_mode, hint_teacher_forcing=config.hint_teacher_forcing,
+                   hint_repred_mode=config.hint_repred_mode, dropout_prob=config.dropout_prob,
+                   use_lstm=config.use_lstm, nb_msg_passing_steps=config.nb_msg_passing_steps)
 
 
 def make_net(spec, nb_dims, config: NetConfig) -> hk.Transformed:
@@ -701,7 +836,8 @@ def bind_algorithm(net: hk.Transformed, algorithm_index: int) -> hk.Transformed:
                         apply=functools.partial(net.apply, algorithm_index=algorithm_index))
 
 
-def make_step_net(spec: dict, nb_dims: dict, config: NetConfig) -> hk.Transformed:
+def make_step_net(spec: dict, nb_dims: dict, config: NetConfig,
+                  algorithm_index: int = 0) -> hk.Transformed:
   """`hk.transform` of one step of the rollout from a given state:
   `apply(params, rng, inputs, hints, hidden, node_mask, is_training)` -> `StepOutput`.
 
@@ -709,10 +845,16 @@ def make_step_net(spec: dict, nb_dims: dict, config: NetConfig) -> hk.Transforme
   `[B, ...]` entering the step, dense (`dense_data` of true hints, or
   `soft_hints` of a prediction); hidden `[B, N, H]` the processor latent
   entering the step (zeros at step 0); node_mask `[B, N]`.
-  Its parameters are `make_net`'s (same modules, same names).
+  Its parameters are `make_net`'s (same modules, same names); `algorithm_index`
+  i: algorithm i of a multi-task network (its `algo_{i}_` encoders and decoders,
+  the shared processor), `spec` and `nb_dims` being that algorithm's.
   """
-  def step(inputs, hints, hidden, node_mask, is_training: bool, algorithm_index: int = 0):
-    return _with_precision(config, lambda: Net(spec, nb_dims, config)(
+  # Net names algorithm i's modules by its index in its list of specs; only the
+  # selected algorithm's modules are built, so the others' entries are not read.
+  specs, dims = [spec] * (algorithm_index + 1), [nb_dims] * (algorithm_index + 1)
+
+  def step(inputs, hints, hidden, node_mask, is_training: bool):
+    return _with_precision(config, lambda: Net(specs, dims, config)(
         inputs, hints, None, node_mask, is_training=is_training, step_from=hidden,
         algorithm_index=algorithm_index))
   return hk.transform(step)

@@ -46,12 +46,18 @@ class MethodEntry:
     reads: the settings groups the method reads besides the common settings
       (`nar.config.Rule.group`, e.g. 'hint_relic'); two runs differing only in
       a group neither method reads are the same run.
+    control: a control of the baseline (e.g. `size_matched`): `nar report`
+      compares the other methods against it, as against the baseline.
+    multi_task: whether it trains several algorithms at once (its class's
+      `supports_multi_task`, known here so a command refuses before importing it).
   """
   name: str
   target: Target
   overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   description: str = ''
   reads: tuple = ()
+  control: bool = False
+  multi_task: bool = True
 
   def factory(self) -> Callable[..., Any]:
     return _resolve(self.target)
@@ -79,13 +85,15 @@ def _resolve(target: Target):
 
 
 def register_method(name: str, target: Target, *, overrides: Optional[Mapping] = None,
-                    description: str = '', reads: tuple = ()) -> MethodEntry:
+                    description: str = '', reads: tuple = (), control: bool = False,
+                    multi_task: bool = True) -> MethodEntry:
   """Registers a training method under `name` (a name is registered once)."""
   if not name or not isinstance(name, str):
     raise ValueError(f'a method name must be a non-empty string, got {name!r}')
   if name in _METHODS:
     raise ValueError(f'method {name!r} is registered already')
-  entry = MethodEntry(name, target, dict(overrides or {}), description, tuple(reads))
+  entry = MethodEntry(name, target, dict(overrides or {}), description, tuple(reads), control,
+                      multi_task)
   _METHODS[name] = entry
   return entry
 
@@ -123,10 +131,20 @@ def processor_kinds() -> tuple[str, ...]:
 register_method('baseline', 'nar.methods:Baseline',
                 description='the CLRS supervised loss on fresh samples (dm-clrs examples/run.py)')
 register_method('hint_relic', 'nar.hint_relic:HintReLIC', reads=('hint_relic',),
-                description='Hint-ReLIC: supervised loss + ReLIC contrast on causally-equivalent twins')
-register_method('twins_only', 'nar.hint_relic:HintReLIC', overrides={'relic_contrast': False},
+                description="Hint-ReLIC, the paper's objective: supervised loss on the originals + "
+                            'ReLIC invariance on one-step twins from the same state')
+register_method('hint_relic_supervised', 'nar.hint_relic:HintReLIC',
+                overrides={'relic_beta': 1.0, 'relic_twin': 'rollout'}, reads=('hint_relic',),
+                description='variant [ours]: twins also supervised, twin side from its own rollout, '
+                            '+ the invariance')
+register_method('twins_only', 'nar.hint_relic:HintReLIC',
+                overrides={'relic_contrast': False, 'relic_beta': 1.0, 'relic_twin': 'rollout'},
                 reads=('hint_relic',),
-                description='ablation: Hint-ReLIC without the contrast (twins supervised only)')
+                description='ablation: twins supervised only (data augmentation), no invariance')
 register_method('contrast_no_kl', 'nar.hint_relic:HintReLIC', overrides={'relic_alpha': 0.0},
                 reads=('hint_relic',),
-                description='ablation: Hint-ReLIC without the KL invariance penalty')
+                description="ablation: the paper's objective without the KL invariance penalty")
+register_method('size_matched', 'nar.size_matched:SizeMatched', reads=('hint_relic',),
+                control=True, multi_task=False,
+                description="control: the baseline plus fresh samples at the sizes of Hint-ReLIC's "
+                            'twins (as many as the supervised variant supervises)')

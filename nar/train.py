@@ -35,15 +35,18 @@ import optax
 
 from nar import checkpoint as ckpt
 from nar import distributed
+from nar import provenance
 from nar.compilation import CompileLog, Precompiler, ProgramStore
+from nar.memory import free_memory_bytes
 from nar import data as data_lib
 from nar import storage
+from nar import tracking
 from nar.batching import Batch
 from nar.config import (MIN_SIZE, ConfigError, TrainConfig, compile_cache_dir,
                         config_conflicts, load_config, load_config_file)
-from nar.errors import RunError
+from nar.errors import RunError, RunInUseError, Stopped
 from nar.evaluation import ScoreAccumulator, hard_outputs
-from nar.evaluations import record_evaluations
+from nar.evaluations import record_evaluations, record_invariance
 from nar.progress import TrainingBar
 from nar.methods import check_runnable, task_configs
 from nar.model import bind_algorithm, make_net, nb_dims_of, net_config_of
@@ -51,8 +54,12 @@ from nar.processors import MAX_PLUS_BLOCK_ELEMENTS, ProcessorConfig
 from nar.sample import processed_spec
 
 
-class RunInUseError(RunError):
-  """Another process holds the run directory."""
+def warn(msg: str) -> None:
+  """A warning or a progress line: on stderr, so that stdout carries only results
+  (the scores, the JSON of `nar evaluate`) and pipes work."""
+  print(msg, file=sys.stderr, flush=True)
+
+
 
 
 def versions() -> dict:
@@ -61,7 +68,8 @@ def versions() -> dict:
           'jaxlib': jax.lib.__version__ if hasattr(jax.lib, '__version__') else None,
           'dm-haiku': hk.__version__, 'optax': optax.__version__, 'numpy': np.__version__,
           'dm-clrs': clrs.__version__, 'backend': jax.default_backend(),
-          'devices': [str(d) for d in jax.devices()]}
+          'devices': [str(d) for d in jax.devices()],
+          'device_kind': jax.devices()[0].device_kind, 'code': provenance.code_version()}
 
 
 # ------------------------------------------------------------------ devices
@@ -193,6 +201,46 @@ def make_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
   return jax.jit(update, donate_argnums=(0, 1), **out)
 
 
+def make_part_gradient_norms(loss_fn: Callable, parts: Sequence[str],
+                             placement: Optional[Placement] = None):
+  """How much each weighted part of a loss (`nar.methods.PART_PREFIX` terms)
+  pulls on the parameters: `(params, rng, *data) -> {part: global gradient norm}`.
+
+  One forward pass and one backward pass per part; the training step is left
+  alone (it differentiates the sum once), so this runs only at the
+  `grad_terms_every` cadence.
+
+  Args:
+    loss_fn: a method's loss, `(params, rng, *data) -> (loss, terms)`.
+    parts: the part names (`Method.loss_parts`), each a term `PART_PREFIX + name`.
+  """
+  from nar.methods import PART_PREFIX
+
+  def norms(params, rng, *data):
+    def values(p):
+      terms = loss_fn(p, rng, *data)[1]
+      return {name: terms[PART_PREFIX + name] for name in parts}
+    primal, pullback = jax.vjp(values, params)
+    out = {}
+    for name in parts:
+      cotangent = {k: jax.numpy.zeros_like(v) for k, v in primal.items()}
+      cotangent[name] = jax.numpy.ones_like(primal[name])
+      out[name] = optax.tree.norm(pullback(cotangent)[0])
+    return out
+  kw = {} if placement is None else {'out_shardings': placement.replicated}
+  return jax.jit(norms, **kw)
+
+
+def gradient_shares(norms: dict) -> dict:
+  """The metrics.jsonl record of `make_part_gradient_norms`'s output: each part's
+  gradient norm and its share of their sum (shares add up to 1)."""
+  values = {k: float(v) for k, v in norms.items()}
+  total = sum(values.values())
+  record = {f'grad_norm_{k}': v for k, v in values.items()}
+  record.update({f'grad_share_{k}': (v / total if total > 0 else 0.0) for k, v in values.items()})
+  return record
+
+
 def _shape_key(task: int, placed) -> tuple:
   """What a jitted step compiles anew for: the task and its arguments' shapes."""
   return (task,) + tuple((np.shape(x), str(getattr(x, 'dtype', type(x).__name__)))
@@ -243,28 +291,6 @@ def evaluation_bytes_per_sample(num_nodes: int, hidden: int) -> int:
   """Estimated peak memory of evaluating one problem of `num_nodes` nodes."""
   triples = min(num_nodes ** 3 * ProcessorConfig.nb_triplet_fts, MAX_PLUS_BLOCK_ELEMENTS)
   return EVAL_BYTES_PER_PAIR_UNIT * num_nodes ** 2 * hidden + 4 * triples
-
-
-def free_memory_bytes(device=None) -> Optional[int]:
-  """Free memory of `device` (default the first): the accelerator's own (its
-  allocator's limit minus what is in use), the host's MemAvailable for a CPU;
-  None where neither is known."""
-  device = device or jax.devices()[0]
-  stats = None
-  try:
-    stats = device.memory_stats()
-  except Exception:      # backends without allocator statistics
-    stats = None
-  if stats and stats.get('bytes_limit'):
-    return int(stats['bytes_limit']) - int(stats.get('bytes_in_use', 0))
-  try:
-    with open('/proc/meminfo') as f:
-      for line in f:
-        if line.startswith('MemAvailable:'):
-          return int(line.split()[1]) * 1024
-  except (OSError, ValueError, IndexError):
-    pass
-  return None
 
 
 def evaluation_batch_size(requested: int, num_nodes: int, hidden: int, devices: int = 1,
@@ -325,7 +351,7 @@ def evaluate_split(predict, params, split: Batch, spec: dict, batch_size: int,
   if progress:
     from tqdm import tqdm
     bar = tqdm(total=split.batch_size, desc=progress, unit='sample', leave=False,
-               file=sys.stdout, mininterval=0.5 if sys.stdout.isatty() else 30.0)
+               file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30.0)
   for chunk, real in data_lib.iterate_chunks(split, batch_size):
     placed = placement.batch(chunk) if placement else chunk
     preds = jax.device_get(predict(params, placed))
@@ -354,6 +380,7 @@ class RunDir:
     self.metrics_before_restart = os.path.join(path, 'metrics-before-restart.jsonl')
     self.results = os.path.join(path, 'results.json')
     self.log = os.path.join(path, 'train.log')
+    self.tracker = tracking.Tracker()     # curves besides metrics.jsonl (`log` setting)
 
   def step_checkpoint(self, step: int) -> str:
     return os.path.join(self.checkpoints, f'step-{step:08d}')
@@ -384,7 +411,7 @@ class RunDir:
     return bool(ckpt.step_dirs(self.checkpoints) or os.path.isdir(self.best)
                 or os.path.exists(self.results))
 
-  def prepare(self, config: TrainConfig, report=print) -> bool:
+  def prepare(self, config: TrainConfig, report=warn) -> bool:
     """Creates or checks the directory (and locks it), then writes config.json
     (`config` must be validated). Returns True if resuming."""
     try:
@@ -418,8 +445,9 @@ class RunDir:
 
   def append_metrics(self, record: dict) -> None:
     storage.append_line(self.metrics, json.dumps(record))
+    self.tracker.log(record)
 
-  def read_metrics(self, report=print) -> list[dict]:
+  def read_metrics(self, report=warn) -> list[dict]:
     """The records of metrics.jsonl; a torn or foreign line is skipped with a warning."""
     if not os.path.exists(self.metrics):
       return []
@@ -431,7 +459,7 @@ class RunDir:
       report(f'warning: {self.metrics}: {problem}; skipped')
     return records
 
-  def truncate_metrics(self, after_step: int, report=print) -> None:
+  def truncate_metrics(self, after_step: int, report=warn) -> None:
     """On resume, drop records the resumed run will write again (and any torn line).
 
     A run that starts over (`after_step` 0: no checkpoint survived) over records of
@@ -473,7 +501,7 @@ def _best_problem(path: str, params_template, step: int) -> Optional[str]:
   return None
 
 
-def load_best(run: RunDir, state_template, best: dict, report=print, repair: bool = True):
+def load_best(run: RunDir, state_template, best: dict, report=warn, repair: bool = True):
   """The parameters of the best validation step `best['step']`: from checkpoints/best,
   else from the step checkpoint of that step (kept for this: the same parameters),
   which then re-establishes best/ (`repair`). RunError when neither holds them."""
@@ -503,16 +531,18 @@ def load_best(run: RunDir, state_template, best: dict, report=print, repair: boo
 
 
 def _install_stop_handlers(flag: list) -> dict:
-  """SIGTERM/SIGINT end the run at the next step boundary, after a checkpoint."""
+  """SIGTERM/SIGINT end the run at the next step boundary, after a checkpoint
+  (`flag` gets (number, name) of each signal received)."""
   import signal
   import threading
   if threading.current_thread() is not threading.main_thread():
     return {}
   previous = {}
   for sig in (signal.SIGTERM, signal.SIGINT):
-    def handler(signum, frame, name=signal.Signals(sig).name):
-      del signum, frame
-      flag.append(name)
+    def handler(signum, frame):
+      if flag and callable(previous.get(signum)):   # a second one: the caller's rule, at once
+        previous[signum](signum, frame)
+      flag.append((int(signum), signal.Signals(signum).name))
     previous[sig] = signal.signal(sig, handler)
   return previous
 
@@ -640,12 +670,15 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
   """Trains, validates, tests; returns the results dict (also written to
   `results.json`). `stop_after` ends the process's work at that step without
   finishing (used to test resumption)."""
-  config.validate()
+  # What the run trains and what its config.json says: the method's fixed values applied.
+  config = config.validate().as_trained()
   check_runnable(config)       # before anything is written: nothing blocks a corrected command
+  tracking.check_available(config)
   run = RunDir(config.out)
   try:
     return _train(run, config, progress, stop_after, method_factory)
   finally:
+    run.tracker.close()
     run.unlock()
 
 
@@ -659,11 +692,11 @@ class _Reporting:
 
   def say(self, msg: str) -> None:
     if self.progress:
-      print(msg, flush=True)
+      print(msg, file=sys.stderr, flush=True)
 
   def warn(self, msg: str) -> None:
     if self.writer:
-      print(msg, flush=True)
+      warn(msg)
 
 
 @dataclasses.dataclass
@@ -703,6 +736,7 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
     now = _start_or_resume(run, model, programs, resuming, io)
     if writer:
       run.truncate_metrics(now.step, report=io.warn)
+      run.tracker = tracking.open_trackers(config, run.path, now.step)
     now.state = placement.replicate(now.state)
     stopped = _train_loop(run, model, placement, programs, base_key, now, io, stop_after)
     if stopped is not None:
@@ -779,7 +813,7 @@ _JITTED_KEEP = 8
 # the arguments: those are the programs' own cache keys).
 _UNTRACED = ('seed', 'out', 'steps', 'prefetch', 'log_every', 'sampling_processes',
              'eval_every', 'keep_checkpoints', 'cache_dir', 'test_size', 'val_size',
-             'test_samples', 'val_samples', 'eval_batch_size')
+             'test_samples', 'val_samples', 'eval_batch_size', 'grad_terms_every', 'log')
 
 
 def _programs_key(model: RunModel, placement: Placement, in_process: bool = True) -> str:
@@ -889,8 +923,8 @@ def _start_or_resume(run: RunDir, model: RunModel, programs: _RunPrograms, resum
   init_key = jax.random.fold_in(base_key, -1 % (2 ** 31))
   state = None
   start_step, best = 0, {'score': -math.inf, 'step': -1}
-  timings = {'compile_s': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'steps_timed': 0,
-             'processes': 1}
+  timings = {'compile_s': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'diagnostics_s': 0.0,
+             'steps_timed': 0, 'processes': 1}
   if resuming:
     for name in ckpt.recover_all(run.checkpoints):
       io.warn(f'warning: checkpoint {name} was being replaced when the last process stopped; '
@@ -900,7 +934,7 @@ def _start_or_resume(run: RunDir, model: RunModel, programs: _RunPrograms, resum
       state, meta, path = found
       start_step, best = meta['step'], meta['best']
       earlier = meta.get('timings') or {}     # absent in checkpoints written before
-      for key in ('compile_s', 'train_s', 'eval_s', 'steps_timed'):
+      for key in ('compile_s', 'train_s', 'eval_s', 'diagnostics_s', 'steps_timed'):
         timings[key] += earlier.get(key, 0)
       timings['processes'] += earlier.get('processes', 0)
       io.say(f'[nar] resuming from {path} (step {start_step})')
@@ -959,6 +993,9 @@ def _train_loop(run: RunDir, model: RunModel, placement: Placement, programs: _R
                                  num_samples=config.test_samples, cache_dir=cache_dir,
                                  progress=io.progress)
       programs.precompile_evaluation(i, test, config.eval_batch_size)
+  part_norms = [make_part_gradient_norms(t.loss_fn(n), t.loss_parts, placement)
+                if len(t.loss_parts) > 1 and config.grad_terms_every > 0 else None
+                for t, n in zip(tasks, model.nets)]
   timings = now.timings
   start_step = now.step
 
@@ -994,11 +1031,12 @@ def _train_loop(run: RunDir, model: RunModel, placement: Placement, programs: _R
                   {'step': step, 'best': now.best})
 
   last_good = None
+  timed_at_record = (timings['steps_timed'], timings['train_s'])
   seen_shapes = set()
   bar = None
   if io.progress:
     # In a log file (not a terminal) a refresh every 30 s keeps the log readable.
-    bar = TrainingBar(config.algorithm, config.steps, initial=start_step, file=sys.stdout)
+    bar = TrainingBar(config.algorithm, config.steps, initial=start_step, file=sys.stderr)
     if math.isfinite(now.best['score']):      # resumed after a validation
       bar.validated(now.best['score'])
   stop_signal = []
@@ -1010,8 +1048,9 @@ def _train_loop(run: RunDir, model: RunModel, placement: Placement, programs: _R
         return {'stopped_at': step}
       if stop_signal:
         path = save_state(step)
-        raise RunError(f'stopped by {stop_signal[0]} at step {step}; checkpoint saved at {path}; '
-                       'run the same command again to resume')
+        signum, name = stop_signal[0]
+        raise Stopped(signum, name, f'at step {step}: checkpoint saved at {path}; run the same '
+                      'command again to resume')
       placed = programs.next_batch(step)
       task = step % count
       shape = _shape_key(task, placed)
@@ -1019,6 +1058,15 @@ def _train_loop(run: RunDir, model: RunModel, placement: Placement, programs: _R
       if bar is not None and first_of_shape:
         bar.compiling(not updates[task].ready(now.state['params'], now.state['opt_state'],
                                               base_key, *placed))
+      if part_norms[task] is not None and step % config.grad_terms_every == 0:
+        # Before the update: its parameters are donated to it.
+        t_diag = time.perf_counter()
+        record = gradient_shares(part_norms[task](now.state['params'], jax.random.fold_in(
+            base_key, step), *placed))
+        timings['diagnostics_s'] = timings.get('diagnostics_s', 0.0) + time.perf_counter() - t_diag
+        if io.writer:
+          run.append_metrics({'kind': 'grad_terms', 'step': step,
+                              **({'algorithm': names[task]} if multi else {}), **record})
       t0 = time.perf_counter()
       params, opt_state, loss, terms, gnorm = updates[task](
           now.state['params'], now.state['opt_state'], jax.random.fold_in(base_key, step),
@@ -1043,6 +1091,12 @@ def _train_loop(run: RunDir, model: RunModel, placement: Placement, programs: _R
         rec = {'kind': 'train', 'step': step, 'loss': loss, 'grad_norm': float(gnorm)}
         if multi:
           rec['algorithm'] = names[task]
+        # Training throughput since the last record, compiling steps left out.
+        timed = timings['steps_timed'] - timed_at_record[0]
+        if timed:
+          rec['samples_per_s'] = (timed * config.batch_size
+                                  / (timings['train_s'] - timed_at_record[1]))
+        timed_at_record = (timings['steps_timed'], timings['train_s'])
         rec.update({k: float(v) for k, v in jax.device_get(terms).items()})
         if io.writer:
           run.append_metrics(rec)
@@ -1054,9 +1108,9 @@ def _train_loop(run: RunDir, model: RunModel, placement: Placement, programs: _R
           bar.validated(now.best['score'])
         last_good = save_state(step)
     if stop_signal:     # came during the last steps: stopped before the test, as asked
-      raise RunError(f'stopped by {stop_signal[0]} at step {now.step}, the last; checkpoint '
-                     f'saved at {last_good}; run the same command again to test and write '
-                     'results.json')
+      signum, name = stop_signal[0]
+      raise Stopped(signum, name, f'at step {now.step}, the last: checkpoint saved at '
+                    f'{last_good}; run the same command again to test and write results.json')
   finally:
     _restore_handlers(previous_handlers)
     if bar is not None:
@@ -1127,6 +1181,31 @@ def evaluate_run(run_dir: str, size: int = 64, progress: bool = True,
                             record=record)[0]
 
 
+def _saved_run(run_dir: str) -> tuple:
+  """(`RunDir`, its saved configuration) of a run to evaluate; RunError if
+  `run_dir` is not a run directory."""
+  run = RunDir(run_dir)
+  if not os.path.exists(run.config):
+    raise RunError(f'{run_dir} is not a run directory (no config.json)')
+  return run, load_config(run.config)
+
+
+def _best_of_run(run: RunDir, config: TrainConfig) -> tuple:
+  """(`RunModel`, best validation record, its parameters) of a saved run, read
+  without repairing anything; RunError when there is no usable best checkpoint."""
+  enable_compilation_cache(config.resolved_cache_dir())
+  if not os.path.isdir(run.checkpoints) or not os.listdir(run.checkpoints):
+    raise RunError(f'{run.path} has no best checkpoint yet (checkpoints/best)')
+  model = build_run_model(config)
+  best = _recorded_best(run)
+  if best is None:
+    raise RunError(f'{run.path} has no usable best checkpoint (checkpoints/best) and no record '
+                   'of its best step; run the training command again')
+  params = load_best(run, model.state_template(make_optimizer(config)), best, repair=False,
+                     report=warn)
+  return model, best, params
+
+
 def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True,
                        num_samples: Optional[int] = None, record: bool = True) -> list:
   """Tests the best checkpoint of a run at each of `sizes` (the test split's
@@ -1145,20 +1224,8 @@ def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True
     if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE:
       raise ConfigError(f'evaluation size must be an integer >= {MIN_SIZE} (smaller problems '
                         f'mean nothing), got {size!r}')
-  run = RunDir(run_dir)
-  if not os.path.exists(run.config):
-    raise RunError(f'{run_dir} is not a run directory (no config.json)')
-  config = load_config(run.config)
-  enable_compilation_cache(config.resolved_cache_dir())
-  if not os.path.isdir(run.checkpoints) or not os.listdir(run.checkpoints):
-    raise RunError(f'{run_dir} has no best checkpoint yet (checkpoints/best)')
-  model = build_run_model(config)
-  best = _recorded_best(run)
-  if best is None:
-    raise RunError(f'{run_dir} has no usable best checkpoint (checkpoints/best) and no record '
-                   'of its best step; run the training command again')
-  params = load_best(run, model.state_template(make_optimizer(config)), best, repair=False,
-                     report=lambda msg: print(msg, file=sys.stderr, flush=True))
+  run, config = _saved_run(run_dir)
+  model, best, params = _best_of_run(run, config)
   predicts = model.predicts()
   results = []
   for size in sizes:
@@ -1175,8 +1242,83 @@ def evaluate_run_sizes(run_dir: str, sizes: Sequence[int], progress: bool = True
       entry.update(per[0])
     results.append(entry)
   if record:
-    record_evaluations(run_dir, results, num_samples)
+    try:
+      record_evaluations(run_dir, results, num_samples)
+    except storage.StorageError as e:     # e.g. an archived, read-only run: the scores stand
+      warn(f'note: these scores were not saved ({_one_line(e)})')
   return results
+
+
+def evaluate_invariance(run_dir: str, num_samples: int = 64, pairs_per_twin: int = 8,
+                        chunk: int = 16, progress: bool = True, record: bool = True) -> dict:
+  """How invariant the best checkpoint's next step is across twins
+  (`nar.invariance`), on `num_samples` validation originals of each algorithm
+  the augmentations cover, `pairs_per_twin` valid pairs each.
+
+  Returns:
+    {'checkpoint_step', 'num_samples', 'pairs_per_twin', 'per_algorithm':
+    {algorithm: summary}} (`invariance.summarise`); with `record`, kept in the
+    run's evaluations.json under 'invariance'.
+  """
+  import augment
+  from nar import invariance
+  from nar.config import method_reads
+  from nar.hint_relic import Critics, is_critic, regularised_hints
+  from nar.model import make_step_net
+  for name, value, low in (('samples', num_samples, 1), ('pairs per twin', pairs_per_twin, 1),
+                           ('chunk', chunk, 1)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      raise ConfigError(f'invariance {name} must be a positive integer, got {value!r}')
+  run, config = _saved_run(run_dir)
+  covered = [a for a in config.algorithms if a in augment.supported()]
+  if not covered:
+    raise ConfigError(f'{config.algorithm} has no augmentation rule: there are no twins to '
+                      f'measure invariance on (rules: {", ".join(augment.supported())})')
+  model, best, params = _best_of_run(run, config)
+  # The hints the run's contrast regularises (all of them for a run without one).
+  which = config.relic_hints if method_reads(config.method, 'hint_relic') else 'all'
+  per_algorithm = {}
+  for i, name in enumerate(model.names):
+    if name not in covered:
+      continue
+    spec, example = model.specs[i], model.examples[i]
+    pointers, others = regularised_hints(spec, which)
+    samples = data_lib.generate_split(name, 'val', data_lib.eval_size(name, 'val', config.val_size),
+                                      data_lib.VAL_SEED, num_samples)
+    data = invariance.make_set(samples, spec, augment.get(name), pointers, others,
+                               pairs_per_twin, seed=data_lib.VAL_SEED)
+    step_net = make_step_net(spec, nb_dims_of(example.inputs, example.hints, example.outputs),
+                             net_config_of(config), i if model.multi_task else 0)
+    prefix = f'algo_{i}_' if model.multi_task else ''
+    critic_params = {k: v for k, v in params.items() if k.split('/')[0] == prefix + 'relic_critic'}
+    net_params = {k: v for k, v in params.items() if not is_critic(k)}
+    critic = hk.transform(lambda: Critics(config.relic_critic_hidden,
+                                          config.relic_critic_hidden // 2,
+                                          name=prefix + 'relic_critic')(config.hidden,
+                                                                         3 * config.hidden))
+    sums = jax.jit(lambda p, c, d, net=model.nets[i], sn=step_net, sp=spec, pt=pointers, ot=others:
+                   invariance.invariance_sums(net, sn, sp, p, critic.apply(c, None) if c else None,
+                                              d, pt, ot))
+    total = None
+    parts = list(invariance.chunks(data, min(chunk, num_samples)))
+    if progress:
+      from tqdm import tqdm
+      parts = tqdm(parts, desc=f'invariance {name}', unit='chunk', file=sys.stderr, leave=False)
+    for part in parts:
+      total = invariance.add_sums(total, sums(net_params, critic_params, part))
+    per_algorithm[name] = invariance.summarise(total, with_critics=bool(critic_params))
+  result = {'checkpoint_step': best['step'], 'num_samples': num_samples,
+            'pairs_per_twin': pairs_per_twin, 'per_algorithm': per_algorithm}
+  if record:
+    try:
+      record_invariance(run_dir, result)
+    except storage.StorageError as e:     # e.g. an archived, read-only run: the numbers stand
+      print(f'note: this measurement was not saved ({_one_line(e)})', file=sys.stderr, flush=True)
+  return result
+
+
+def _one_line(e: BaseException) -> str:
+  return ' '.join(str(e).split())
 
 
 def _recorded_best(run: RunDir) -> Optional[dict]:

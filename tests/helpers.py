@@ -15,3 +15,13 @@ def make_samples(algorithm, n, count, seed=0):
 def make_batch(algorithm, n, count, seed=0, **kw):
   spec = processed_spec(algorithm)
   return pad_samples(make_samples(algorithm, n, count, seed), spec, **kw), spec
+
+
+# Measured wall-clock rates: the one part of a training record that an
+# interruption (or a busy machine) changes.
+TIMED_KEYS = ('samples_per_s',)
+
+
+def without_timings(records):
+  """Metric records with the wall-clock measurements dropped, for comparing runs."""
+  return [{k: v for k, v in r.items() if k not in TIMED_KEYS} for r in records]

@@ -49,3 +49,8 @@ def test_hints_are_the_processed_specs():
   assert dict(catalogue.HINTS) == expected, (
       'nar/catalogue.py HINTS differs from dm-clrs; its value now (wrap the lines):\n' + table)
   assert tuple(catalogue.HINTS) == catalogue.CLRS30_ALGORITHMS
+
+
+def test_augmented_algorithms_are_those_with_a_rule():
+  import augment
+  assert list(catalogue.AUGMENTED) == augment.supported()

@@ -237,33 +237,26 @@ def test_a_start_that_saved_nothing_does_not_block_other_settings(tmp_path):
 
 
 def test_ctrl_c_inside_a_garbage_collector_callback_is_not_lost():
-  """JAX registers a gc callback that runs often while `nar` starts; a KeyboardInterrupt
-  raised inside it is printed and dropped by Python. `nar` delivers it again after."""
-  import gc
-  import signal
-  import sys
-  import time
-  from nar import cli
-  calls = []
-
-  def callback(phase, info):
-    if phase == 'start' and not calls:
-      calls.append(1)
-      cli._interrupt(signal.SIGINT, sys._getframe())     # what Ctrl-C does at this moment
-
-  previous = signal.signal(signal.SIGINT, cli._interrupt)   # as `nar` runs
-  gc.callbacks.append(callback)
-  cli._PENDING_INTERRUPTS[0] = 0
-  try:
-    with pytest.raises(KeyboardInterrupt):
-      gc.collect()        # not raised inside the callbacks (JAX's included)...
-      assert calls
-      for _ in range(50):
-        time.sleep(0.1)   # ...but a moment later, in the main thread
-  finally:
-    cli._PENDING_INTERRUPTS[0] = 0
-    gc.callbacks.remove(callback)
-    signal.signal(signal.SIGINT, previous)
+  """JAX registers a gc callback that runs often while `nar` starts, and Python drops
+  a KeyboardInterrupt raised inside one. `nar` raises none: whatever the moment, the
+  process ends at once with exit code 130 and its line."""
+  code = ('import gc, os, signal, sys, time\n'
+          'from nar import cli\n'
+          'def callback(phase, info):\n'
+          '  if phase == "start":\n'
+          '    os.kill(os.getpid(), signal.SIGINT)\n'
+          'def slow(args):\n'
+          '  gc.callbacks.append(callback)\n'
+          '  gc.collect()\n'
+          '  time.sleep(30)\n'
+          '  print("not stopped")\n'
+          '  return 0\n'
+          'cli.cmd_algorithms = slow\n'
+          'sys.exit(cli.main(["algorithms"]))\n')
+  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+  assert out.returncode == 130 and out.stdout == '', out
+  assert out.stderr == 'nar: stopped by SIGINT; nothing was saved\n'
 
 
 def test_a_run_directory_with_an_unreadable_config_says_what_to_do(tmp_path):
@@ -274,3 +267,36 @@ def test_a_run_directory_with_an_unreadable_config_says_what_to_do(tmp_path):
   with pytest.raises(RunError, match='cannot read configuration .*; move it away'):
     run.prepare(TrainConfig(algorithm='bfs', out=str(tmp_path)).validate())
   run.unlock()
+
+
+def test_nar_run_names_what_a_file_leaves_out_and_places_the_run_as_nar_train(tmp_path,
+                                                                              monkeypatch,
+                                                                              capsys):
+  """One treatment of a configuration file: `algorithm` and `method` required (see
+  test_run_with_a_malformed_or_foreign_file_is_one_line_naming_it), every other
+  setting it does not name shown with the value it takes before anything runs,
+  and `out` where `nar train` would put the run."""
+  import dataclasses
+  from nar import cli
+  from nar.config import TrainConfig
+  seen = []
+  monkeypatch.setattr(cli, '_train_and_print', lambda config, quiet: seen.append(config) or 0)
+  monkeypatch.chdir(tmp_path)
+  path = tmp_path / 'cfg.json'
+  path.write_text('{"algorithm": "bfs", "method": "baseline", "hidden": 8, "seed": 3}')
+  assert main(['run', str(path)]) == 0
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and err.startswith(f'nar: {path} does not name ')
+  assert 'steps=10000' in err and 'out="runs/bfs-baseline-s3"' in err and ' hidden=' not in err
+  assert seen[-1].out == 'runs/bfs-baseline-s3' and seen[-1].steps == 10000
+  # What `nar train` names the same run; a setting added after runs were saved takes
+  # the value those runs had (and the line says so).
+  from nar.config import LEGACY_VALUES
+  assert all(f'{k}={json.dumps(v)}' in err for k, v in LEGACY_VALUES.items())
+  assert main(['train', '-a', 'bfs', '--hidden', '8', '--seed', '3']) == 0
+  assert seen[-2] == dataclasses.replace(seen[-1], **LEGACY_VALUES)
+  # A run's own config.json names everything: nothing to say.
+  path.write_text(json.dumps(TrainConfig(algorithm='bfs', out=str(tmp_path / 'r')).to_json()))
+  capsys.readouterr()
+  assert main(['run', str(path)]) == 0
+  assert capsys.readouterr().err == ''

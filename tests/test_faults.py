@@ -26,6 +26,7 @@ import pytest
 
 from nar import checkpoint, cli, storage
 from nar.train import RunDir
+from tests.helpers import without_timings
 
 SEED = 2
 ARGS = ['train', '-a', 'bfs', '--steps', '4', '--hidden', '8', '--batch-size', '4',
@@ -112,7 +113,7 @@ def _assert_same(run_dir, reference):
   assert pa.keys() == pb.keys()
   for k in pa:
     np.testing.assert_array_equal(pa[k], pb[k])
-  assert ra == rb and ma == mb
+  assert ra == rb and without_timings(ma) == without_timings(mb)
 
 
 def _assert_nothing_saved_is_broken(run_dir):
@@ -166,13 +167,14 @@ def test_faults_at_every_write_end_resumable_and_the_run_ends_identical(env, tmp
       best.write_bytes(bytes(raw))
     with fault(kind, how, skip, rng) as seen:
       code, stdout, err = _nar(_argv(out, env['cache']))
-    said += stdout
+    said += err
     assert seen['fired'], (k, kind, code, err)
     if how == 'crash':
       assert code == 'crash'
     else:
-      # One line, exit 2, naming the file and the cause.
-      lines = err.strip().splitlines()
+      # One line, exit 2, naming the file and the cause (after any warning of the start,
+      # e.g. that the run starts over: warnings go to stderr too).
+      lines = [x for x in err.strip().splitlines() if not x.startswith('warning: ')]
       assert code == 2 and len(lines) == 1 and 'Traceback' not in err, err
       named = {'config': 'config.json', 'results': 'results.json', 'metrics': 'metrics.jsonl',
                'best': '/checkpoints/best/', 'step': '/checkpoints/step-'}[kind.split('-')[0]]
@@ -212,7 +214,7 @@ def test_a_corrupt_or_deleted_best_checkpoint_is_reestablished(env, tmp_path, da
     shutil.rmtree(best)
   code, stdout, err = _nar(_argv(out, env['cache']))
   assert code == 0, err
-  assert 're-established from' in stdout and 'step-00000002' in stdout
+  assert 're-established from' in err and 'step-00000002' in err and stdout.count('\n') == 2
   assert checkpoint.verify(str(best)) is None
   _assert_same(out, env['reference'])
 
@@ -244,7 +246,8 @@ def test_ctrl_c_during_the_last_validation_is_not_swallowed(env, tmp_path, monke
       os.kill(os.getpid(), signal.SIGINT)
   monkeypatch.setattr(RunDir, 'append_metrics', append)
   code, _, err = _nar(_argv(out, env['cache']))
-  assert code == 2 and 'stopped by SIGINT at step 4' in err and len(err.splitlines()) == 1
+  assert code == 130 and len(err.splitlines()) == 1
+  assert err.startswith('nar: stopped by SIGINT at step 4, the last: checkpoint saved at ')
   assert not (out / 'results.json').exists()
   monkeypatch.undo()
   code, _, err = _nar(_argv(out, env['cache']))
@@ -260,7 +263,7 @@ def test_torn_metrics_tail_from_a_kill_is_dropped_with_a_warning(env, tmp_path):
     f.write(b'{"kind": "train", "step": 5, "lo')
   code, stdout, err = _nar(_argv(out, env['cache']))
   assert code == 0, err
-  assert 'torn' in stdout and 'skipped' in stdout
+  assert 'is torn' in err and 'skipped' in err and 'is torn' not in stdout
   _assert_same(out, env['reference'])
 
 
@@ -351,3 +354,62 @@ def test_evaluation_batch_shrinks_to_the_free_memory_and_scores_do_not_change(en
   code, _, err = _nar(['evaluate', str(out), '--size', '12', '--samples', '8',
                        '--quiet'])
   assert code == 2 and 'needs about' in err and 'Traceback' not in err
+
+
+def test_evaluate_prints_only_its_json_on_stdout_with_progress_on_stderr(env, tmp_path):
+  """`nar evaluate RUN | python -m json.tool` works: bars and warnings go to stderr,
+  each warning once."""
+  out = tmp_path / 'run'
+  shutil.copytree(env['reference'], out)
+  cache = tmp_path / 'cache'
+  shutil.copytree(env['cache'], cache)
+  config = json.load(open(out / 'config.json'))
+  config['cache_dir'] = str(cache)
+  (out / 'config.json').write_text(json.dumps(config))
+  for path in cache.glob('bfs-test-n8-*.npz'):
+    _corrupt(path)                    # rebuilt, with a warning
+  code, stdout, err = _nar(['evaluate', str(out), '--size', '8', '--samples', '8'])
+  assert code == 0, err
+  assert json.loads(stdout)['size'] == 8
+  assert err.count('ignored and rebuilt') == 1 and 'warning' not in stdout
+
+
+@pytest.mark.parametrize('why', ['read-only', 'unreadable record'])
+def test_evaluating_a_run_that_cannot_record_prints_its_scores_and_says_so(env, tmp_path,
+                                                                           monkeypatch, why):
+  """An archived (read-only) run, or one whose evaluations.json is not a record: the
+  scores are printed, one line says they were not saved, and nothing is lost."""
+  out = tmp_path / 'run'
+  shutil.copytree(env['reference'], out)
+  record = out / 'evaluations.json'
+  if why == 'read-only':
+    real = storage._write_bytes
+
+    def read_only(fd, data, target):
+      if str(out) in target:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+      real(fd, data, target)
+    monkeypatch.setattr(storage, '_write_bytes', read_only)
+  else:
+    record.write_text('{"16": {"score": 0.5}, "torn')
+  before = record.read_bytes() if record.exists() else None
+  code, stdout, err = _nar(['evaluate', str(out), '--size', '8', '--samples', '8', '--quiet'])
+  assert code == 0, err
+  tested = json.load(open(env['reference'] / 'results.json'))['test']
+  assert json.loads(stdout)['score'] == tested['score']
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('note: these scores were not saved'), err
+  assert ('read-only file system' if why == 'read-only' else
+          'is not a record of evaluations') in lines[0]
+  assert (record.read_bytes() if record.exists() else None) == before
+
+
+def test_a_record_of_evaluations_keeps_what_it_held(env, tmp_path):
+  """Entries of other sizes, even ones this version does not read, stay as they were."""
+  out = tmp_path / 'run'
+  shutil.copytree(env['reference'], out)
+  (out / 'evaluations.json').write_text('{"16": {"score": 0.5, "mine": 1}, "notes": "x"}')
+  code, _, err = _nar(['evaluate', str(out), '--size', '8', '--samples', '8', '--quiet'])
+  assert code == 0, err
+  kept = json.load(open(out / 'evaluations.json'))
+  assert kept['16'] == {'score': 0.5, 'mine': 1} and kept['notes'] == 'x' and '8' in kept

@@ -70,8 +70,10 @@ def test_identical_representations_minimise_the_contrast_and_zero_the_kl():
 
 
 def _relic_setup(algorithm='insertion_sort'):
+  # The rollout twins (tests/test_one_step.py covers the one-step twins, the default).
   cfg = TrainConfig(algorithm=algorithm, method='hint_relic', hidden=8, batch_size=2,
-                    relic_critic_hidden=8, relic_pairs=3).validate()
+                    relic_critic_hidden=8, relic_pairs=3, relic_twin='rollout',
+                    relic_beta=1.0).validate()
   spec = processed_spec(algorithm)
   method = methods.get(cfg, spec)
   item = method.make_item(make_samples(algorithm, 5, 2, seed=4), step=0)

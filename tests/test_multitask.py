@@ -74,9 +74,10 @@ def test_multi_task_checks_what_each_method_supports(monkeypatch):
   from nar.methods import check_runnable
   check_runnable(TrainConfig(algorithm='bfs,dfs').validate())
   check_runnable(TrainConfig(algorithm='bfs,segments_intersect', method='hint_relic').validate())
-  with pytest.raises(ConfigError, match='computes the twins by rollout; relic_twin=step'):
+  # One-step twins (the paper's, the default) and rollout twins alike.
+  for twin in ('step', 'rollout'):
     check_runnable(TrainConfig(algorithm='bfs,dfs', method='hint_relic',
-                               relic_twin='step').validate())
+                               relic_twin=twin).validate())
 
   class SingleOnly(methods.Baseline):
     supports_multi_task = False
@@ -98,13 +99,15 @@ def test_multi_task_hint_relic_regularises_the_algorithms_with_a_rule(tmp_path):
   from nar.methods import Baseline
   from nar.train import build_run_model, other_algorithms_modules, train
   from tests.test_train import tiny
-  config = tiny(tmp_path / 'run', tmp_path / 'cache', algorithm='insertion_sort,segments_intersect',
+  # insertion_sort second: its one-step twins run algorithm 1's step of the shared network.
+  config = tiny(tmp_path / 'run', tmp_path / 'cache', algorithm='segments_intersect,insertion_sort',
                 method='hint_relic', steps=2, eval_every=2, train_sizes=(5,),
                 relic_critic_hidden=8, relic_pairs=1,
                 # One evaluation shape per algorithm: compilation is most of the time.
                 val_size=8, test_size=8, eval_batch_size=8)
   model = build_run_model(config)
-  assert [type(t) for t in model.tasks] == [HintReLIC, Baseline]
+  assert [type(t) for t in model.tasks] == [Baseline, HintReLIC]
+  assert model.tasks[1].algorithm_index == 1 and config.relic_twin == 'step'
   results = train(config, progress=False)
   assert set(results['per_algorithm']) == {'insertion_sort', 'segments_intersect'}
   records = [json.loads(x) for x in open(tmp_path / 'run' / 'metrics.jsonl')]
@@ -113,8 +116,8 @@ def test_multi_task_hint_relic_regularises_the_algorithms_with_a_rule(tmp_path):
   assert 'relic_contrast' not in train_records['segments_intersect']
   params = model.init_params(jax.random.PRNGKey(0))
   critics = {k for k in params if 'relic_critic' in k}
-  assert critics and all(k.startswith('algo_0_relic_critic/') for k in critics)
-  assert critics <= other_algorithms_modules(params, 1)      # frozen in segments_intersect's step
+  assert critics and all(k.startswith('algo_1_relic_critic/') for k in critics)
+  assert critics <= other_algorithms_modules(params, 0)      # frozen in segments_intersect's step
 
 
 def test_streams_single_task_unchanged_multi_task_independent():
@@ -301,7 +304,6 @@ def test_sweep_entry_joined_with_plus_is_one_multi_task_run(tmp_path):
   with pytest.raises(ConfigError, match=r"unknown algorithm 'bsf'.*joins names with '\+'"):
     sw.sweep('cpu', ['bfs+bsf'], ['baseline'], 1, str(tmp_path / 'g'), progress=False)
   # Refused up front, before any run starts.
-  with pytest.raises(ConfigError, match='computes the twins by rollout'):
-    sw.sweep('cpu', ['bfs+dfs'], ['hint_relic'], 1, str(tmp_path / 'g'), progress=False,
-             overrides={'relic_twin': 'step'})
+  with pytest.raises(ConfigError, match="unknown method 'nope'"):
+    sw.sweep('cpu', ['bfs+dfs'], ['nope'], 1, str(tmp_path / 'g'), progress=False)
   assert not os.path.exists(tmp_path / 'g' / 'bfs+dfs')

@@ -161,7 +161,7 @@ def test_one_step_loss_terms_and_invalid_pairs(beta):
 def test_gradients_reach_the_processor_from_the_twin_side():
   cfg, method, (bx, steps, pairs), net, params = _step_method(relic_beta=0.0)
   spec = method.spec
-  step = method._step_net()
+  step = method.step_net()
   out = net.apply(params, None, bx.inputs, bx.hints, bx.lengths, bx.node_mask,
                   is_training=True, return_latents=True)
   latents = jax.lax.stop_gradient(out.latents)     # only the twin's own step remains
@@ -184,7 +184,7 @@ def test_gradients_reach_the_processor_from_the_twin_side():
 
 def test_configs_saved_before_relic_twin_read_as_rollout():
   old = TrainConfig(algorithm='dfs', method='hint_relic').to_json()
-  del old['relic_twin']
+  del old['relic_twin'], old['schema']      # a version-1 file
   assert TrainConfig.from_json(old).relic_twin == 'rollout'
   assert not config_conflicts(old, TrainConfig(algorithm='dfs', method='hint_relic',
                                                relic_twin='rollout'))

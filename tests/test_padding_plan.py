@@ -38,7 +38,8 @@ def test_plan_pads_without_changing_the_data_and_falls_back_when_too_small():
 def test_twins_get_their_own_plan_built_only_when_twins_are_made():
   from nar.config import TrainConfig
   from nar.hint_relic import HintReLIC
-  config = TrainConfig(algorithm='bfs', method='hint_relic', batch_size=8, train_sizes=(4, 7))
+  config = TrainConfig(algorithm='bfs', method='hint_relic', batch_size=8, train_sizes=(4, 7),
+                       relic_twin='rollout', relic_beta=1.0)   # the twin batch itself
   method = HintReLIC(config, processed_spec('bfs'))
   method.example_batch()
   assert 'twin_plan' not in vars(method)        # evaluation needs no twins: nothing probed

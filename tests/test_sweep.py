@@ -417,11 +417,14 @@ def test_report_shows_paired_intervals_and_ood_against_test_size(tmp_path):
   text = sw.report(str(out), plots=True)
   row = next(line for line in text.splitlines() if line.startswith('| bfs |') and '(3)' in line)
   # Every seed exactly +10 points: interval of zero width.
-  assert row.rstrip().endswith('| +10.00 [+10.00, +10.00] (ahead on 3/3) |')
+  # p of a constant difference is 0; the runs record no code version: marked.
+  assert row.rstrip().endswith('| +10.00 [+10.00, +10.00] (ahead on 3/3) p<1e-4, Holm<1e-4 **claim**‡ |')
   size_rows = [line for line in text.splitlines() if line.startswith('| bfs | ')
                and line.split('|')[2].strip().isdigit()]
   assert [int(line.split('|')[2]) for line in size_rows] == [16, 64, 128]
-  assert '| bfs | 128 | 29.00 +- 1.00 (3) | 39.00 +- 1.00 (3) | +10.00 [+10.00, +10.00] |' in text
+  assert ('| bfs | 128 | 29.00 +- 1.00 (3) | 39.00 +- 1.00 (3) | +10.00 [+10.00, +10.00] p<1e-4, '
+          'Holm<1e-4 **claim**‡ |') in text
+  assert 'the family is every paired comparison this report shows' in text and '(3 intervals' in text
   assert (out / 'ood_vs_size.png').exists() and 'ood_vs_size.png' in text
   assert 'Against the variants of the baseline' not in text      # no control, no ablation
   # A report written elsewhere puts its plots beside it (its links are relative),
@@ -451,7 +454,7 @@ def test_report_compares_each_method_with_the_baselines_variants(tmp_path):
              'test_score': 0.3, 'best_val': {'score': 0.9, 'step': 5}}, open(d / 'results.json', 'w'))
   lines = sw.report(str(out), plots=False).splitlines()
   head = lines.index('| algorithm | hint_relic - baseline@batch_size=64 |')
-  assert lines[head + 2] == '| bfs | +6.00 [+3.52, +8.48] (ahead on 3/3) |'
+  assert lines[head + 2] == '| bfs | +6.00 [+3.52, +8.48] (ahead on 3/3) p=0.0091, Holm=0.0091 **claim**‡ |'
   assert not lines[head + 3].startswith('| dfs')
 
 
@@ -469,7 +472,7 @@ def test_report_compares_a_method_with_its_ablations(tmp_path):
                  'best_val': {'score': 0.9, 'step': 5}}, open(d / 'results.json', 'w'))
   lines = sw.report(str(out), plots=False).splitlines()
   head = lines.index('| algorithm | hint_relic - twins_only |')
-  assert lines[head + 2] == '| bfs | +3.00 [+0.52, +5.48] (ahead on 3/3) |'
+  assert lines[head + 2] == '| bfs | +3.00 [+0.52, +5.48] (ahead on 3/3) p=0.035, Holm=0.035 **claim**‡ |'
   for seed in (0, 1, 2):              # evaluated at a second size: the curve table pairs them too
     for method in ('baseline', 'twins_only', 'hint_relic'):
       json.dump({'32': {'score': 0.7 + 0.05 * (method == 'hint_relic')}},
@@ -477,7 +480,9 @@ def test_report_compares_a_method_with_its_ablations(tmp_path):
   text = sw.report(str(out), plots=False)
   assert ('| algorithm | n | baseline | hint_relic | twins_only | hint_relic - baseline | '
           'twins_only - baseline | hint_relic - twins_only |') in text
-  assert '| bfs | 32 | 70.00 +- 0.00 (3) | 75.00 +- 0.00 (3) | 70.00 +- 0.00 (3) | +5.00 [+5.00, +5.00] | +0.00 [+0.00, +0.00] | +5.00 [+5.00, +5.00] |' in text
+  assert ('| bfs | 32 | 70.00 +- 0.00 (3) | 75.00 +- 0.00 (3) | 70.00 +- 0.00 (3) | +5.00 [+5.00, '
+          '+5.00] p<1e-4, Holm<1e-4 **claim**‡ | +0.00 [+0.00, +0.00] p=1, Holm=1‡ | +5.00 [+5.00, '
+          '+5.00] p<1e-4, Holm<1e-4 **claim**‡ |') in text
   assert sw._comparison_pairs(['baseline', 'hint_relic']) == []
   assert sw._comparison_pairs(['baseline', 'baseline@batch_size=64', 'hint_relic', 'twins_only']) == [
       ('hint_relic', 'baseline@batch_size=64'), ('twins_only', 'baseline@batch_size=64'),
@@ -585,4 +590,4 @@ def test_report_says_a_one_seed_difference_has_no_interval(tmp_path):
               open(d / 'results.json', 'w'))
   text = sw.report(str(out), plots=False)
   row = next(line for line in text.splitlines() if line.startswith('| bfs |') and '(1)' in line)
-  assert row.rstrip().endswith('| +20.00 [no interval: 1 seed] (ahead on 1/1) |')
+  assert row.rstrip().endswith('| +20.00 [no interval: 1 seed] (ahead on 1/1)‡ |')
