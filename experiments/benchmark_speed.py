@@ -197,6 +197,86 @@ def _our_stepper(spec, config, batches):
   return our_step, placed
 
 
+def _plan_before(probe: dict):
+  """The padding plan as it was before 2026-12 (commit 8093017): per training size
+  the probe's nodes and bucketed longest trajectory, and a batch longer than
+  its size's shape padded to its own (bucketed) shape, a program of its own."""
+  from nar.batching import bucket, pad_samples
+  shapes = {size: (max(x.num_nodes for x in ss), bucket(max(x.length for x in ss), 2))
+            for size, ss in probe.items()}
+
+  def pad(samples, spec, size):
+    n, t = shapes[size]
+    n = None if max(x.num_nodes for x in samples) > n else n
+    t = None if max(x.length for x in samples) > t else t
+    return pad_samples(samples, spec, num_nodes=n, num_steps=t)
+  return pad
+
+
+def bench_trainer_shapes(algorithm: str, *, hidden: int, batch_size: int, cycles: int,
+                         repeats: int, processor: str, seed: int = 0,
+                         train_sizes: Optional[tuple] = None) -> dict:
+  """The training step as `nar train` runs it, before and now: the first `cycles`
+  cycles of training sizes of a run (its batches, every size), padded by the
+  padding plan of before (`_plan_before`, plain jit) and of now (the run's
+  plan, the step through `nar.compilation.Precompiled` as the trainer calls
+  it), timed in alternating rounds after every program has compiled. Same
+  samples, same parameters: only the padded shapes and the call path differ.
+
+  Returns:
+    A row: samples/s over those steps before and now (medians over the rounds),
+    their ratio, and the distinct padded shapes (programs) of each.
+  """
+  import jax
+  from nar import data as data_lib
+  from nar import methods
+  from nar import train as T
+  from nar.compilation import Precompiler
+  from nar.config import TrainConfig
+  from nar.sample import processed_spec
+
+  spec = processed_spec(algorithm)
+  config = TrainConfig(algorithm=algorithm, hidden=hidden, batch_size=batch_size,
+                       processor=processor, seed=seed,
+                       **({'train_sizes': train_sizes} if train_sizes else {})).validate()
+  stream = data_lib.TrainStream(algorithm, seed, batch_size, config.train_sizes)
+  before = _plan_before(stream.probe)
+  steps = cycles * len(data_lib.train_sizes(algorithm, config.train_sizes))
+  sizes = [data_lib.size_of_step(algorithm, k, config.train_sizes) for k in range(steps)]
+  samples = [data_lib.make_train_samples(algorithm, seed, k, batch_size, config.train_sizes)
+             for k in range(steps)]
+  batches = {'before': [before(ss, spec, n) for ss, n in zip(samples, sizes)],
+             'now': [stream.plan.pad(ss, spec, n) for ss, n in zip(samples, sizes)]}
+  method = methods.get(config, spec)
+  net = T.build_network(config, spec, batches['now'][0])
+  optimizer = T.make_optimizer(config)
+  key = jax.random.PRNGKey(0)
+  params = jax.device_get(method.init(net, key, batches['now'][0]))
+  placement = T.Placement.create(batch_size)
+  precompiler = Precompiler()
+  steppers, shapes = {}, {}
+  for name, bs in batches.items():
+    update = T.make_update(method.loss_fn(net), optimizer, placement)
+    if name == 'now':
+      update = precompiler.wrap(update)
+    state = placement.replicate([params, optimizer.init(params)])
+    placed = [placement.batch(b) for b in bs]
+    shapes[name] = sorted({(b.num_nodes, b.num_steps) for b in bs})
+
+    def step(b, update=update, state=state):
+      state[0], state[1], loss, _, _ = update(state[0], state[1], key, b)
+      return float(loss)
+    steppers[name] = (step, placed)
+  rounds = _time_rounds(steppers, repeats)
+  precompiler.close()
+  before_s, now_s = float(np.median(rounds['before'])), float(np.median(rounds['now']))
+  return {'algorithm': algorithm, 'hidden': hidden, 'batch': batch_size, 'steps': steps,
+          'before_samples_per_s': batch_size / before_s, 'now_samples_per_s': batch_size / now_s,
+          'now_over_before': before_s / now_s,
+          'rounds_now_over_before': [b / n for b, n in zip(rounds['before'], rounds['now'])],
+          'before_shapes': shapes['before'], 'now_shapes': shapes['now']}
+
+
 def _relic_update(cfg, spec, sample_sets, placement):
   """A jitted Hint-ReLIC training step of `cfg` and its placed items."""
   import jax
@@ -514,6 +594,10 @@ def main(argv=None) -> int:
   p.add_argument('--multi-task', action='store_true',
                  help='instead: each algorithm\'s step in a multi-task network of all the '
                       '--algorithms against its single-task step (same batches)')
+  p.add_argument('--trainer-shapes', action='store_true',
+                 help="instead: the training step as `nar train` runs it, before and now: a "
+                      "run's first --batches cycles of training sizes (every size), padded by "
+                      "the padding plan of before 2026-12 and of now, alternating rounds")
   p.add_argument('--out', default=None, help='write the rows as JSON here')
   args = p.parse_args(argv)
   if args.devices:
@@ -543,6 +627,16 @@ def main(argv=None) -> int:
     for r in rows:
       print(f"| {r['algorithm']} | {r['n']} | {r['T']} | {r['dm_clrs_eval_samples_per_s']:.1f} | "
             f"{r['ours_eval_samples_per_s']:.1f} | {r['eval_speedup']:.2f}x |")
+    _save(args.out, rows)
+    return 0
+  if args.trainer_shapes:
+    rows = []
+    for a in args.algorithms:
+      rows.append(bench_trainer_shapes(a, hidden=args.hidden, batch_size=args.batch_size,
+                                       cycles=args.batches, repeats=args.repeats,
+                                       processor=args.processor))
+      print(json.dumps(rows[-1]), flush=True)
+    _print_trainer_shapes(rows)
     _save(args.out, rows)
     return 0
   if args.multi_task:
@@ -592,6 +686,18 @@ def _print_reference(rows) -> None:
           f"{r.get('length_groups_used', 1)} | {r['devices']} | {ref} | "
           f"{r['ours_samples_per_s']:.1f} | {r['ours_per_device_samples_per_s']:.1f} | "
           f"{speedup} | {spread} |")
+
+
+def _print_trainer_shapes(rows) -> None:
+  print()
+  print('| algorithm | hidden | steps | before samples/s | now samples/s | now / before '
+        '(rounds min-max) | programs before | programs now |')
+  print('|---|---|---|---|---|---|---|---|')
+  for r in rows:
+    ratios = r['rounds_now_over_before']
+    print(f"| {r['algorithm']} | {r['hidden']} | {r['steps']} | {r['before_samples_per_s']:.1f} | "
+          f"{r['now_samples_per_s']:.1f} | {r['now_over_before']:.3f} ({min(ratios):.3f}-"
+          f"{max(ratios):.3f}) | {len(r['before_shapes'])} | {len(r['now_shapes'])} |")
 
 
 def _print_multi_task(rows) -> None:

@@ -87,28 +87,68 @@ PROBE_SAMPLES = 128
 
 @dataclasses.dataclass
 class PaddingPlan:
-  """One padded shape per training size: (nodes, steps), the largest seen in a
-  probe of `PROBE_SAMPLES` samples (steps bucketed).
+  """One padded shape per training size: (nodes, steps), from a probe of
+  `PROBE_SAMPLES` samples of each size.
 
   Why: a jitted step compiles once per input shape (~10-40 s on a CPU). Padding
   each batch to its own longest trajectory gives a dozen shapes per size for
   algorithms whose length varies (bfs, dfs); one shape per size costs a little
-  padded compute instead (padding changes no prediction or loss). A batch larger
-  than its planned shape falls back to its own (bucketed) shape."""
+  padded compute instead (padding changes no prediction or loss).
+
+  The probe sees 128 samples of a size; a run sees thousands, whose longest
+  trajectories go past the probe's (bfs at n = 13: probe 5 steps, batches up to
+  9). So the planned steps never shrink from one size to the next larger one,
+  and a batch longer than its size's shape takes the smallest planned shape
+  that holds it (a larger size's: its nodes padded too), compiling nothing new.
+  With `headroom`, the largest size gets one more rung of steps (`bucket`'s
+  ladder) where its probe's longest trajectory fills its rung exactly (bfs at
+  n = 16: 8 steps, and 17% of the batches of a run need more), so that the
+  longest batches of every size have a planned shape. Only a batch no planned
+  shape holds gets its own (bucketed) shape, and a program of its own."""
   shapes: dict
 
   @classmethod
-  def probe(cls, samples_of_size: dict) -> 'PaddingPlan':
-    return cls({size: (max(x.num_nodes for x in ss), bucket(max(x.length for x in ss), 2))
-                for size, ss in samples_of_size.items()})
+  def probe(cls, samples_of_size: dict, headroom: bool = False) -> 'PaddingPlan':
+    """The plan of `{size: samples}`. headroom: one more rung of steps on the
+    largest size when trajectory lengths vary and the longest fills its rung
+    (for where padded steps cost little: `time_padding_is_cheap`)."""
+    shapes, steps = {}, 2
+    for size in sorted(samples_of_size):
+      ss = samples_of_size[size]
+      steps = max(steps, bucket(max(x.length for x in ss), 2))
+      shapes[size] = (max(x.num_nodes for x in ss), steps)
+    if headroom and shapes:
+      largest = max(shapes)
+      lengths = {x.length for x in samples_of_size[largest]}
+      n, t = shapes[largest]
+      if len(lengths) > 1 and max(lengths) == t:
+        shapes[largest] = (n, bucket(t + 1))
+    return cls(shapes)
+
+  def shape_for(self, num_nodes: int, num_steps: int, size: Optional[int]):
+    """(nodes, steps) of a batch whose largest sample has `num_nodes` nodes and
+    `num_steps` steps: its size's planned shape if it holds the batch, else the
+    smallest planned shape that does (fewest padded node pairs, then steps),
+    else (None, None): its own."""
+    planned = self.shapes.get(size)
+    if planned is not None and planned[0] >= num_nodes and planned[1] >= num_steps:
+      return planned
+    holding = [s for s in self.shapes.values() if s[0] >= num_nodes and s[1] >= num_steps]
+    return min(holding, key=lambda s: (s[0], s[1])) if holding else (None, None)
 
   def pad(self, samples: Sequence[Sample], spec, size: Optional[int]) -> Batch:
-    n, t = self.shapes.get(size, (None, None))
-    if n is not None and max(x.num_nodes for x in samples) > n:
-      n = None
-    if t is not None and max(x.length for x in samples) > t:
-      t = None
+    n, t = self.shape_for(max(x.num_nodes for x in samples), max(x.length for x in samples),
+                          size)
     return pad_samples(samples, spec, num_nodes=n, num_steps=t)
+
+
+def time_padding_is_cheap() -> bool:
+  """Whether time steps padded past a batch's longest trajectory cost little: on
+  a CPU, where the network runs groups of similar length, each skipping the
+  steps past its longest sample (`length_groups`, automatic there when lengths
+  vary). On an accelerator every padded step is computed."""
+  import jax
+  return jax.default_backend() == 'cpu'
 
 
 def probe_samples(algorithm: str, sizes: Sequence[int] = TRAIN_SIZES) -> dict:
@@ -129,7 +169,7 @@ class TrainStream:
   def __post_init__(self):
     self.spec = processed_spec(self.algorithm)
     self.probe = probe_samples(self.algorithm, self.sizes)
-    self.plan = PaddingPlan.probe(self.probe)
+    self.plan = PaddingPlan.probe(self.probe, headroom=time_padding_is_cheap())
 
   def batch(self, step: int):
     samples = make_train_samples(self.algorithm, self.seed, step, self.batch_size, self.sizes)
@@ -322,9 +362,12 @@ def load_split(algorithm: str, split: str, *, size: Optional[int] = None,
 
 
 def iterate_chunks(batch: Batch, chunk: int) -> Iterator[Batch]:
-  """Slices a split into batches of `chunk` samples, time padded to a bucket of
-  each slice's longest trajectory (the last slice is padded with copies of its
-  first sample and a zero-length mask is not needed: callers drop them)."""
+  """Slices a split into batches of `chunk` samples, all of one shape: the last
+  slice is padded with copies of its last sample (callers drop them), and every
+  slice keeps the split's time axis (its longest trajectory). One predict
+  program per split: padding each slice to its own longest trajectory compiled
+  one per length (~10 s each on a CPU) to save steps that the length groups
+  skip anyway (`nar.model`) and that cost little beside a training run."""
   total = batch.batch_size
   for start in range(0, total, chunk):
     idx = np.arange(start, min(start + chunk, total))
@@ -332,9 +375,8 @@ def iterate_chunks(batch: Batch, chunk: int) -> Iterator[Batch]:
     if real < chunk:   # keep one shape for the jitted predict: repeat the last sample
       idx = np.concatenate([idx, np.full(chunk - real, idx[-1])])
     lengths = batch.lengths[idx]
-    t = min(bucket(int(lengths.max()), 2), batch.num_steps)
     sub = Batch(inputs={k: v[idx] for k, v in batch.inputs.items()},
-                hints={k: v[:t, idx] for k, v in batch.hints.items()},
+                hints={k: v[:, idx] for k, v in batch.hints.items()},
                 outputs={k: v[idx] for k, v in batch.outputs.items()},
                 lengths=lengths, node_mask=batch.node_mask[idx])
     yield sub, real

@@ -16,6 +16,7 @@ gradients; with one device this is the plain single-device path.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -35,6 +36,7 @@ import optax
 from nar import checkpoint as ckpt
 from nar import distributed
 from nar import provenance
+from nar.compilation import CompileLog, Precompiler, ProgramStore
 from nar.memory import free_memory_bytes
 from nar import data as data_lib
 from nar import storage
@@ -45,6 +47,7 @@ from nar.config import (MIN_SIZE, ConfigError, TrainConfig, compile_cache_dir,
 from nar.errors import RunError, RunInUseError, Stopped
 from nar.evaluation import ScoreAccumulator, hard_outputs
 from nar.evaluations import record_evaluations, record_invariance
+from nar.progress import TrainingBar
 from nar.methods import check_runnable, task_configs
 from nar.model import bind_algorithm, make_net, nb_dims_of, net_config_of
 from nar.processors import MAX_PLUS_BLOCK_ELEMENTS, ProcessorConfig
@@ -313,16 +316,36 @@ def evaluation_batch_size(requested: int, num_nodes: int, hidden: int, devices: 
   return min(requested, fit)
 
 
+def _fitted_batch_size(split: Batch, batch_size: int, placement: Optional[Placement],
+                       hidden: Optional[int]) -> int:
+  if hidden is None:
+    return batch_size
+  devices = placement.mesh.size if placement else 1
+  return evaluation_batch_size(batch_size, split.node_mask.shape[1], hidden, devices,
+                               free_memory_bytes())
+
+
+def evaluation_shapes(split: Batch, batch_size: int, placement: Optional[Placement] = None,
+                      hidden: Optional[int] = None) -> list[Batch]:
+  """One batch of each shape `evaluate_split` (same arguments) cuts `split` into,
+  placed as it places them: the arguments its predict program is compiled for."""
+  batch_size = _fitted_batch_size(split, batch_size, placement, hidden)
+  out, seen = [], set()
+  for chunk, _ in data_lib.iterate_chunks(split, batch_size):
+    shape = tuple(np.shape(x) for x in jax.tree_util.tree_leaves(chunk))
+    if shape not in seen:
+      seen.add(shape)
+      out.append(placement.batch(chunk) if placement else chunk)
+  return out
+
+
 def evaluate_split(predict, params, split: Batch, spec: dict, batch_size: int,
                    placement: Optional[Placement] = None, progress: Optional[str] = None,
                    hidden: Optional[int] = None) -> dict:
   """`clrs.evaluate`-equal scores of `params` on a whole split, `batch_size`
   samples at a time (fewer where that many would not fit in memory, given the
   network's `hidden` width)."""
-  if hidden is not None:
-    devices = placement.mesh.size if placement else 1
-    batch_size = evaluation_batch_size(batch_size, split.node_mask.shape[1], hidden, devices,
-                                       free_memory_bytes())
+  batch_size = _fitted_batch_size(split, batch_size, placement, hidden)
   acc = ScoreAccumulator(spec)
   bar = None
   if progress:
@@ -558,13 +581,30 @@ class RunModel:
   def multi_task(self) -> bool:
     return len(self.names) > 1
 
-  def init_params(self, key) -> dict:
+  def init_params(self, key, examples: Optional[list] = None) -> dict:
+    examples = self.examples if examples is None else examples
     if not self.multi_task:
-      return self.tasks[0].init(self.net, key, self.examples[0])
-    params = init_network(self.net, key, self.examples)
+      return self.tasks[0].init(self.net, key, examples[0])
+    params = init_network(self.net, key, examples)
     for i, task in enumerate(self.tasks):      # e.g. Hint-ReLIC's critics, algo_{i}_relic_critic
       params.update(task.extra_params(jax.random.fold_in(key, i + 1)))
     return params
+
+  def initializer(self, optimizer: optax.GradientTransformation):
+    """(key, examples) -> {'params', 'opt_state'} of a fresh run (`examples`:
+    `self.examples`), jitted: one program instead of op by op (each of the ~100
+    initialisers compiled a small program of its own in every run, seconds,
+    too small for the persistent cache). The examples are arguments, not
+    constants, so runs of other seeds share the program. The values of op by
+    op up to float rounding (XLA fuses the arithmetic its own way; bit for bit
+    under its default optimisation where measured: tests/test_compilation.py)."""
+    def state(key, examples):
+      params = self.init_params(key, examples)
+      return {'params': params, 'opt_state': optimizer.init(params)}
+    return jax.jit(state)
+
+  def init_state(self, key, optimizer: optax.GradientTransformation) -> dict:
+    return self.initializer(optimizer)(key, self.examples)
 
   def state_template(self, optimizer: optax.GradientTransformation):
     """The structure of a run's training state (parameters, the method's own
@@ -685,26 +725,203 @@ def _train(run: RunDir, config: TrainConfig, progress: bool, stop_after: Optiona
          f'{len(jax.devices())} {jax.default_backend()} device(s){hosts}')
   optimizer = make_optimizer(config)
   base_key = jax.random.PRNGKey(config.seed)
-  now = _start_or_resume(run, model, optimizer, base_key, resuming, io)
-  if writer:
-    run.truncate_metrics(now.step, report=io.warn)
-    run.tracker = tracking.open_trackers(config, run.path, now.step)
-  now.state = placement.replicate(now.state)
-  predicts = model.predicts(placement)
-  stopped = _train_loop(run, model, optimizer, placement, predicts, base_key, now, io,
-                        stop_after)
-  if stopped is not None:
-    return stopped
-  return _test_best(run, model, predicts, placement, now, io)
+  # One host compiles its programs ahead of time, several at once; with several
+  # hosts each compiles a program when it first runs it, as they all do.
+  precompiler = Precompiler(None if jax.process_count() == 1 else 0)
+  compile_log = CompileLog().start()
+  programs = None
+  try:
+    programs = _RunPrograms(model, optimizer, placement, precompiler, base_key,
+                            _program_store(model, placement))
+    now = _start_or_resume(run, model, programs, resuming, io)
+    if writer:
+      run.truncate_metrics(now.step, report=io.warn)
+      run.tracker = tracking.open_trackers(config, run.path, now.step)
+    now.state = placement.replicate(now.state)
+    stopped = _train_loop(run, model, placement, programs, base_key, now, io, stop_after)
+    if stopped is not None:
+      return stopped
+    return _test_best(run, model, programs.predicts, placement, now, io, compile_log)
+  finally:
+    if programs is not None and programs.prefetch is not None:
+      programs.prefetch.close()
+    precompiler.close()
+    compile_log.stop()
 
 
-def _start_or_resume(run: RunDir, model: RunModel, optimizer, base_key, resuming: bool,
+class _RunPrograms:
+  """The programs of a run, compiled ahead of time (`nar.compilation`) as soon as
+  the shapes of their arguments are known, in the order they are needed: the
+  initialisation, the training step of each batch of the first cycle of
+  training sizes (every planned shape), validation and test.
+
+  Attributes:
+    init: (key, examples) -> the fresh state; updates: the training step of each
+      algorithm (`make_update`); predicts: the predict of each (`make_predict`).
+    state_avals: the training state's shapes, dtypes and placement.
+    prefetch: the training batches (`data.prefetcher`), from `start_training`.
+  """
+
+  def __init__(self, model: RunModel, optimizer, placement: Placement,
+               precompiler: Precompiler, base_key, store: Optional[ProgramStore] = None):
+    self.model, self.placement, self.base_key = model, placement, base_key
+    init, updates, predicts, self.state_avals = _jitted_programs(model, optimizer, placement)
+    self.init = precompiler.wrap(init, store, 'init')
+    self.updates = [precompiler.wrap(u, store, f'update{i}', donate_argnums=(0, 1))
+                    for i, u in enumerate(updates)]
+    self.predicts = [precompiler.wrap(p, store, f'predict{i}') for i, p in enumerate(predicts)]
+    self.prefetch = None
+    self._ahead: collections.deque = collections.deque()
+
+  def start_training(self, step: int) -> None:
+    """Starts preparing batches from `step` on, and compiling the training step
+    of each of the first cycle's batches (one per training size and algorithm)."""
+    config, tasks = self.model.config, self.model.tasks
+    self.prefetch = data_lib.prefetcher(TaskBatches(tasks), step, config.prefetch,
+                                        config.sampling_processes)
+    count = len(tasks)
+    cycle = count * max(len(data_lib.train_sizes(a, config.train_sizes))
+                        for a in self.model.names)
+    for k in range(step, min(config.steps, step + cycle)):
+      placed = tasks[k % count].place(next(self.prefetch), self.placement)
+      self.updates[k % count].precompile(
+          self.state_avals['params'], self.state_avals['opt_state'],
+          jax.random.fold_in(self.base_key, k), *placed)
+      self._ahead.append(placed)
+
+  def next_batch(self, step: int):
+    """The placed training item of `step` (the loop asks for them in order)."""
+    if self._ahead:
+      return self._ahead.popleft()
+    tasks = self.model.tasks
+    return tasks[step % len(tasks)].place(next(self.prefetch), self.placement)
+
+  def precompile_evaluation(self, index: int, split: Batch, batch_size: int) -> None:
+    """Starts compiling algorithm `index`'s predict for the batches `evaluate_split`
+    will cut `split` into."""
+    for placed in evaluation_shapes(split, batch_size, self.placement, self.model.config.hidden):
+      self.predicts[index].precompile(self.state_avals['params'], placed)
+
+
+# The jitted programs of this process's runs, by what they are traced from
+# (`_programs_key`): a later run of the same configuration in this process (the
+# seeds of `nar sweep --workers 1`, the tests) traces and lowers nothing again
+# (seconds a program) and finds its executables compiled.
+_JITTED: collections.OrderedDict = collections.OrderedDict()
+_JITTED_KEEP = 8
+# Settings that reach no traced function (only host-side work, or the shapes of
+# the arguments: those are the programs' own cache keys).
+_UNTRACED = ('seed', 'out', 'steps', 'prefetch', 'log_every', 'sampling_processes',
+             'eval_every', 'keep_checkpoints', 'cache_dir', 'test_size', 'val_size',
+             'test_samples', 'val_samples', 'eval_batch_size', 'grad_terms_every', 'log')
+
+
+def _programs_key(model: RunModel, placement: Placement, in_process: bool = True) -> str:
+  """What a run's jitted functions are traced from: each algorithm's method
+  (its class and settings), spec dimensions and network settings, the devices,
+  the module-level switches the network reads, and JAX's numeric settings.
+  `in_process`: the method classes by identity too (a test's class of the
+  same name); without it, the key means the same in another process."""
+  from nar import layers, model as model_lib, processors
+  tasks = []
+  for task, example in zip(model.tasks, model.examples):
+    settings = {k: v for k, v in task.config.to_json().items() if k not in _UNTRACED}
+    tasks.append([f'{type(task).__module__}.{type(task).__qualname__}',
+                  id(type(task)) if in_process else None, task.param_prefix, settings,
+                  sorted(nb_dims_of(example.inputs, example.hints, example.outputs).items())])
+  switches = (layers.WEIGHT_GRAD, layers.TRANSPOSED_GRAD_MIN_ROWS,
+              layers.TRANSPOSED_GRAD_MAX_WIDTH, layers.TRANSPOSED_GRAD_MIN_OUT_WIDTH,
+              processors.MAX_PLUS_BLOCK_ELEMENTS, model_lib.INIT_RUNS_FORWARD,
+              jax.config.jax_enable_x64, str(jax.config.jax_default_matmul_precision))
+  config = {k: v for k, v in model.config.to_json().items() if k not in _UNTRACED}
+  return json.dumps([config, tasks, repr(net_config_of(model.config, _lengths_vary(model))),
+                     [d.id for d in placement.mesh.devices.flat], repr(switches)],
+                    sort_keys=True, default=repr)
+
+
+def _program_store(model: RunModel, placement: Placement) -> Optional[ProgramStore]:
+  """The store of traced programs beside the persistent compilation cache
+  (`<cache>/traced`), for a run on one device of one process (several: each
+  process traces its programs), with the code, the libraries and the run's
+  traced settings as its context; None where the compilation cache is off."""
+  directory = compile_cache_dir(model.config.resolved_cache_dir())
+  if directory is None or placement.mesh.size > 1 or jax.process_count() > 1:
+    return None
+  return ProgramStore(os.path.join(directory, 'traced'),
+                      _code_fingerprint(model) + _programs_key(model, placement, in_process=False))
+
+
+def _code_fingerprint(model: RunModel) -> str:
+  """The versions of the libraries and a hash of the source of every loaded
+  module of this project (nar, augment) and of the modules of the run's
+  methods and processor: a changed line traces anew."""
+  import hashlib
+  from nar import registry
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  files = set()
+  for name, module in list(sys.modules.items()):
+    path = getattr(module, '__file__', None)
+    if path and name.split('.')[0] in ('nar', 'augment') and path.startswith(root):
+      files.add(path)
+  extra = [sys.modules.get(type(t).__module__) for t in model.tasks]
+  processor = registry.processors().get(model.config.processor)
+  if processor is not None:
+    extra.append(sys.modules.get(getattr(processor.factory, '__module__', ''), None))
+  files |= {m.__file__ for m in extra if getattr(m, '__file__', None)}
+  digest = hashlib.sha256()
+  for path in sorted(files):
+    try:
+      with open(path, 'rb') as f:
+        digest.update(path.encode() + b'\0' + f.read())
+    except OSError:
+      digest.update(path.encode() + b'\0unreadable')
+  return json.dumps([digest.hexdigest(), versions_of_libraries()])
+
+
+def versions_of_libraries() -> dict:
+  import clrs
+  return {'python': platform.python_version(), 'jax': jax.__version__,
+          'jaxlib': getattr(jax.lib, '__version__', None), 'dm-haiku': hk.__version__,
+          'optax': optax.__version__, 'numpy': np.__version__, 'dm-clrs': clrs.__version__,
+          'backend': jax.default_backend(), 'device': jax.devices()[0].device_kind}
+
+
+def _lengths_vary(model: RunModel) -> bool:
+  return any(np.unique(np.asarray(e.lengths)).size > 1 for e in model.examples)
+
+
+def _jitted_programs(model: RunModel, optimizer, placement: Placement):
+  """(init, [update per algorithm], [predict per algorithm], the training
+  state's shapes and placement) of a run: jitted anew, or those of an earlier
+  run of this process traced from the same (`_programs_key`; `optimizer` is
+  `make_optimizer(model.config)`)."""
+  key = _programs_key(model, placement)
+  if key in _JITTED:
+    _JITTED.move_to_end(key)
+    return _JITTED[key]
+  multi = model.multi_task
+  programs = (model.initializer(optimizer),
+              [make_update(t.loss_fn(n), optimizer, placement,
+                           algorithm_index=i if multi else None)
+               for i, (t, n) in enumerate(zip(model.tasks, model.nets))],
+              model.predicts(placement),
+              jax.tree_util.tree_map(
+                  lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement.replicated),
+                  model.state_template(optimizer)))
+  _JITTED[key] = programs
+  while len(_JITTED) > _JITTED_KEEP:
+    _JITTED.popitem(last=False)
+  return programs
+
+
+def _start_or_resume(run: RunDir, model: RunModel, programs: _RunPrograms, resuming: bool,
                      io: _Reporting) -> _Progress:
   """A fresh initialisation, or the newest intact checkpoint's state (every host
-  gets the writer's)."""
+  gets the writer's); also starts the training batches and the programs'
+  compilation (`programs.start_training`), the initialisation's first."""
+  base_key = programs.base_key
   init_key = jax.random.fold_in(base_key, -1 % (2 ** 31))
-  params = model.init_params(init_key)
-  state = {'params': params, 'opt_state': optimizer.init(params)}
+  state = None
   start_step, best = 0, {'score': -math.inf, 'step': -1}
   timings = {'compile_s': 0.0, 'train_s': 0.0, 'eval_s': 0.0, 'diagnostics_s': 0.0,
              'steps_timed': 0, 'processes': 1}
@@ -712,7 +929,7 @@ def _start_or_resume(run: RunDir, model: RunModel, optimizer, base_key, resuming
     for name in ckpt.recover_all(run.checkpoints):
       io.warn(f'warning: checkpoint {name} was being replaced when the last process stopped; '
               'its previous version is put back')
-    found = ckpt.latest_good(run.checkpoints, state, report=io.warn)
+    found = ckpt.latest_good(run.checkpoints, programs.state_avals, report=io.warn)
     if found is not None:
       state, meta, path = found
       start_step, best = meta['step'], meta['best']
@@ -723,6 +940,13 @@ def _start_or_resume(run: RunDir, model: RunModel, optimizer, base_key, resuming
       io.say(f'[nar] resuming from {path} (step {start_step})')
       if best['step'] >= 0:     # checked now, not at the end: re-established or refused
         load_best(run, state, best, report=io.warn)
+  if state is None:
+    programs.init.precompile(init_key, model.examples)
+  programs.start_training(start_step)
+  if state is None:
+    t0 = time.perf_counter()
+    state = programs.init(init_key, model.examples)
+    timings['compile_s'] += time.perf_counter() - t0
   state, start_step, best_score, best_step = distributed.broadcast_from_writer(
       (jax.device_get(state), np.int64(start_step), np.float64(best['score']),
        np.int64(best['step'])))
@@ -742,7 +966,7 @@ class TaskBatches:
     return self.tasks[k % len(self.tasks)].batch(k // len(self.tasks))
 
 
-def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, predicts: list,
+def _train_loop(run: RunDir, model: RunModel, placement: Placement, programs: _RunPrograms,
                 base_key, now: _Progress, io: _Reporting,
                 stop_after: Optional[int]) -> Optional[dict]:
   """Steps from `now.step` to config.steps (updating `now`), validating and
@@ -760,12 +984,18 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
   cache_dir = config.resolved_cache_dir()
   vals = [data_lib.load_split(a, 'val', size=config.val_size, num_samples=config.val_samples,
                               cache_dir=cache_dir, progress=io.progress) for a in names]
-  losses = [t.loss_fn(n) for t, n in zip(tasks, model.nets)]
-  updates = [make_update(loss, optimizer, placement, algorithm_index=i if multi else None)
-             for i, loss in enumerate(losses)]
-  part_norms = [make_part_gradient_norms(loss, t.loss_parts, placement)
+  predicts, updates = programs.predicts, programs.updates
+  for i, val in enumerate(vals):
+    programs.precompile_evaluation(i, val, config.eval_batch_size)
+  if now.step < config.steps:     # the test's programs too, while the first steps compile
+    for i, name in enumerate(names):
+      test = data_lib.load_split(name, 'test', size=config.test_size,
+                                 num_samples=config.test_samples, cache_dir=cache_dir,
+                                 progress=io.progress)
+      programs.precompile_evaluation(i, test, config.eval_batch_size)
+  part_norms = [make_part_gradient_norms(t.loss_fn(n), t.loss_parts, placement)
                 if len(t.loss_parts) > 1 and config.grad_terms_every > 0 else None
-                for t, loss in zip(tasks, losses)]
+                for t, n in zip(tasks, model.nets)]
   timings = now.timings
   start_step = now.step
 
@@ -802,16 +1032,13 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
 
   last_good = None
   timed_at_record = (timings['steps_timed'], timings['train_s'])
-  prefetch = data_lib.prefetcher(TaskBatches(tasks), start_step, config.prefetch,
-                                 config.sampling_processes)
   seen_shapes = set()
   bar = None
   if io.progress:
-    from tqdm import tqdm
     # In a log file (not a terminal) a refresh every 30 s keeps the log readable.
-    bar = tqdm(total=config.steps, initial=start_step, desc=config.algorithm, unit='step',
-               dynamic_ncols=True, file=sys.stderr,
-               mininterval=0.1 if sys.stderr.isatty() else 30.0)
+    bar = TrainingBar(config.algorithm, config.steps, initial=start_step, file=sys.stderr)
+    if math.isfinite(now.best['score']):      # resumed after a validation
+      bar.validated(now.best['score'])
   stop_signal = []
   previous_handlers = _install_stop_handlers(stop_signal)
   try:
@@ -824,11 +1051,13 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
         signum, name = stop_signal[0]
         raise Stopped(signum, name, f'at step {step}: checkpoint saved at {path}; run the same '
                       'command again to resume')
-      item = next(prefetch)
-      t0 = time.perf_counter()
+      placed = programs.next_batch(step)
       task = step % count
-      placed = tasks[task].place(item, placement)
       shape = _shape_key(task, placed)
+      first_of_shape = shape not in seen_shapes
+      if bar is not None and first_of_shape:
+        bar.compiling(not updates[task].ready(now.state['params'], now.state['opt_state'],
+                                              base_key, *placed))
       if part_norms[task] is not None and step % config.grad_terms_every == 0:
         # Before the update: its parameters are donated to it.
         t_diag = time.perf_counter()
@@ -838,12 +1067,13 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
         if io.writer:
           run.append_metrics({'kind': 'grad_terms', 'step': step,
                               **({'algorithm': names[task]} if multi else {}), **record})
+      t0 = time.perf_counter()
       params, opt_state, loss, terms, gnorm = updates[task](
           now.state['params'], now.state['opt_state'], jax.random.fold_in(base_key, step),
           *placed)
       loss = float(loss)
       dt = time.perf_counter() - t0
-      if shape not in seen_shapes:      # the first step of each shape compiles (or loads) it
+      if first_of_shape:      # the first step of each shape compiles (or loads) it
         seen_shapes.add(shape)
         timings['compile_s'] += dt
       else:
@@ -871,10 +1101,11 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
         if io.writer:
           run.append_metrics(rec)
       if bar is not None:
-        bar.update(1)
-        bar.set_postfix(loss=f'{loss:.3f}', val=f"{now.best['score']:.3f}", refresh=False)
+        bar.step(dt, steady=not first_of_shape, loss=loss)
       if step % config.eval_every == 0 or step == config.steps:
         validate(step)
+        if bar is not None:
+          bar.validated(now.best['score'])
         last_good = save_state(step)
     if stop_signal:     # came during the last steps: stopped before the test, as asked
       signum, name = stop_signal[0]
@@ -882,14 +1113,13 @@ def _train_loop(run: RunDir, model: RunModel, optimizer, placement: Placement, p
                     f'{last_good}; run the same command again to test and write results.json')
   finally:
     _restore_handlers(previous_handlers)
-    prefetch.close()
     if bar is not None:
       bar.close()
   return None
 
 
 def _test_best(run: RunDir, model: RunModel, predicts: list, placement: Placement,
-               now: _Progress, io: _Reporting) -> dict:
+               now: _Progress, io: _Reporting, compile_log: Optional[CompileLog] = None) -> dict:
   """The OOD test of the best validation step's parameters (and no others);
   writes and returns results.json's content."""
   config, names, best, timings = model.config, model.names, now.best, now.timings
@@ -910,6 +1140,11 @@ def _test_best(run: RunDir, model: RunModel, predicts: list, placement: Placemen
                           **({'algorithm': a} if multi else {}), **x})
   samples_per_s = (timings['steps_timed'] * config.batch_size / timings['train_s']
                    if timings['train_s'] > 0 else None)
+  if compile_log is not None:     # this process's: a resumed run compiled again
+    compiled = compile_log.summary()
+    timings['compile_programs'] = compiled['programs']
+    timings['compile_from_cache'] = compiled['from_cache']
+    io.say('[nar] compiled ' + compile_log.describe())
   # A multi-task run's own score is the mean over its algorithms; each is in per_algorithm.
   test_scores = {'score': sum(x['score'] for x in tests) / len(tests)} if multi else tests[0]
   results = {

@@ -60,3 +60,33 @@ def test_score_equals_clrs_evaluate(algorithm):
   for k in ref:
     assert ours[k] == pytest.approx(float(ref[k]), abs=1e-6), k
   assert 0.0 < ours['score'] < 1.0
+
+
+def test_a_split_is_evaluated_in_one_shape_with_the_predictions_of_tight_chunks():
+  """`iterate_chunks` keeps the split's whole time axis in every chunk (one predict
+  program per split); the predictions are those of each chunk padded only to its
+  own longest trajectory, with and without length groups."""
+  from nar import data as data_lib
+  from nar.model import NetConfig, make_net, nb_dims_of
+  from nar.processors import ProcessorConfig
+  from nar.train import evaluation_shapes, make_predict
+  spec = processed_spec('bfs')
+  samples = make_samples('bfs', 7, 10, seed=2)
+  split = pad_samples(samples, spec, time_bucketing=False)
+  chunks = list(data_lib.iterate_chunks(split, 4))
+  assert [real for _, real in chunks] == [4, 4, 2]
+  assert {c.num_steps for c, _ in chunks} == {split.num_steps}
+  assert len(evaluation_shapes(split, 4)) == 1
+  for groups in (1, 2):
+    net = make_net(spec, nb_dims_of(split.inputs, split.hints, split.outputs),
+                   NetConfig(ProcessorConfig(hidden=8), length_groups=groups))
+    params = net.init(jax.random.PRNGKey(0), split.inputs, split.hints, split.lengths,
+                      split.node_mask, is_training=False)
+    predict = make_predict(net, spec)
+    for k, (chunk, real) in enumerate(chunks):
+      own = pad_samples(samples[4 * k:4 * k + real], spec, time_bucketing=False)  # its longest
+      assert own.num_steps <= chunk.num_steps
+      got = jax.device_get(predict(params, chunk))
+      want = jax.device_get(predict(params, own))
+      for name in want:
+        np.testing.assert_array_equal(np.asarray(got[name])[:real], want[name], err_msg=name)

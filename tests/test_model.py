@@ -72,14 +72,19 @@ def test_same_outputs_and_loss_as_dm_clrs(algorithm):
     np.testing.assert_allclose(ours_loss, ref_loss, rtol=1e-4)
 
 
-@pytest.mark.parametrize('algorithm', ['insertion_sort', 'bfs', 'floyd_warshall'])
-def test_padding_changes_no_prediction_nor_loss(algorithm):
-  samples = make_samples(algorithm, 5, 3, seed=1)
+@pytest.mark.parametrize('algorithm,groups,extra_steps', [
+    ('insertion_sort', 1, 3), ('bfs', 1, 3), ('floyd_warshall', 1, 3),
+    # As training pads on a CPU (length groups; a batch in a larger size's
+    # planned shape, data.PaddingPlan): more padded steps, skipped by the groups.
+    ('bfs', 4, 9)])
+def test_padding_changes_no_prediction_nor_loss(algorithm, groups, extra_steps):
+  samples = make_samples(algorithm, 5, 4, seed=1)
   from nar.sample import processed_spec
   spec = processed_spec(algorithm)
   tight = pad_samples(samples, spec, time_bucketing=False)
-  padded = pad_samples(samples, spec, num_nodes=8, num_steps=tight.num_steps + 3)
-  net = _net(spec, tight)
+  padded = pad_samples(samples, spec, num_nodes=8, num_steps=tight.num_steps + extra_steps)
+  net = make_net(spec, nb_dims_of(tight.inputs, tight.hints, tight.outputs),
+                 NetConfig(ProcessorConfig(hidden=H), length_groups=groups))
   params = net.init(jax.random.PRNGKey(1), tight.inputs, tight.hints, tight.lengths,
                     tight.node_mask, is_training=False)
   a = net.apply(params, None, tight.inputs, tight.hints, tight.lengths, tight.node_mask,
@@ -106,6 +111,14 @@ def test_padding_changes_no_prediction_nor_loss(algorithm):
   la, _ = supervised_loss(spec, a, tight)
   lb, _ = supervised_loss(spec, b, padded)
   np.testing.assert_allclose(la, lb, rtol=1e-4)
+
+  def loss(p, batch):
+    out = net.apply(p, None, batch.inputs, batch.hints, batch.lengths, batch.node_mask,
+                    is_training=True)
+    return supervised_loss(spec, out, batch)[0]
+  ga, gb = (jax.jit(jax.grad(loss))(params, x) for x in (tight, padded))
+  for x, y in zip(jax.tree_util.tree_leaves(ga), jax.tree_util.tree_leaves(gb)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
 def test_max_plus_matches_autodiff():
