@@ -153,7 +153,7 @@ register_protocol(Protocol(
     algorithm_overrides={'dfs': dict(steps=2000, eval_every=250),
                          'naive_string_matcher': dict(steps=2000, eval_every=250)},
     description='Sized for a 2-core CPU: a baseline run in 2-10 minutes, and the baseline '
-                'at >= 0.9 in-distribution validation (results/cpu, README "Results"); '
+                'at >= 0.9 in-distribution validation (results/cpu, results/README.md); '
                 'dfs and naive_string_matcher need 2,000 steps for that.'))
 
 register_protocol(Protocol(

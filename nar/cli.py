@@ -87,7 +87,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--list-settings', action=_ListSettings,
                  help='list every --set key with its type, default and meaning, and exit')
   p.add_argument('--quiet', action='store_true', help='no progress output')
-  g = p.add_argument_group('several hosts (see README, "GPUs, several devices, several hosts")')
+  g = p.add_argument_group('several hosts (see docs/devices.md)')
   g.add_argument('--coordinator', default=None, metavar='HOST:PORT',
                  help='address of process 0 (all processes pass the same)')
   g.add_argument('--num-processes', type=_positive_int, default=None)
