@@ -5,7 +5,7 @@ A rule (see `augment.rule`) proposes the raw arguments of a larger input, the
 decides which steps of the original have an equivalent step in the twin:
 
   * `state_agreement` compares the hints of one original state with one twin
-    state, restricted to the original nodes (METHOD.md section 2);
+    state, restricted to the original nodes (docs/method.md, section 2);
   * a pair (t, t') is valid for hint h when h agrees at both ends of the
     transitions t -> t+1 and t' -> t'+1 (`transition_agreement`);
   * `align_pairs` picks at most one twin transition per original transition.

@@ -165,9 +165,9 @@ register_protocol(Protocol(
     algorithm_seeds={'quicksort': 3},
     description='Between cpu and paper: hidden 64, the reference batch of 32, validation '
                 'every 100 steps, test at n = 64; the step budget chosen by the protocol '
-                'check in results/mid-check (README there); quicksort 3 seeds.'))
+                'check in results/mid/README.md ("Protocol check"); quicksort 3 seeds.'))
 
-# Triplet-GMPNN OOD micro-F1 (Ibarz et al. 2022, 10 seeds, FIELD.md), in %.
+# Triplet-GMPNN OOD micro-F1 (Ibarz et al. 2022, 10 seeds, 10,000 steps), in %.
 TRIPLET_GMPNN = {
     'activity_selector': 95.18, 'articulation_points': 88.32, 'bellman_ford': 97.39,
     'bfs': 99.73, 'binary_search': 77.58, 'bridges': 93.99, 'bubble_sort': 67.68,
