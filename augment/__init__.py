@@ -1,4 +1,4 @@
-"""Causally-equivalent augmentations for Hint-ReLIC (METHOD.md section 2).
+"""Causally-equivalent augmentations for Hint-ReLIC (docs/method.md, section 2).
 
     import augment
     aug = augment.get('insertion_sort')(sample, np.random.default_rng(0))

@@ -5,7 +5,7 @@ A rule (see `augment.rule`) proposes the raw arguments of a larger input, the
 decides which steps of the original have an equivalent step in the twin:
 
   * `state_agreement` compares the hints of one original state with one twin
-    state, restricted to the original nodes (METHOD.md section 2);
+    state, restricted to the original nodes (docs/method.md, section 2);
   * a pair (t, t') is valid for hint h when h agrees at both ends of the
     transitions t -> t+1 and t' -> t'+1 (`transition_agreement`);
   * `align_pairs` picks at most one twin transition per original transition.
@@ -23,6 +23,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from augment import rule as rule_lib
+# The helpers a rule author needs live beside the contract; re-exported here for older imports.
+from augment.rule import insert_nodes, num_to_add, values_above, values_below  # noqa: F401
 from nar import sample as sample_lib
 from nar.sample import Sample
 from clrs._src import specs as clrs_specs
@@ -578,61 +580,3 @@ def augment_many(samples: Sequence[Sample], rng: np.random.Generator | int | Non
   """Augments samples of any (supported) algorithms, sample-major order."""
   rng = np.random.default_rng(rng)
   return [get(s.algorithm)(s, rng, **kwargs) for s in samples for _ in range(num_augmentations)]
-
-
-# ----------------------------------------------------------------------------
-# Helpers for rules on arrays
-# ----------------------------------------------------------------------------
-
-
-def num_to_add(n: int, rng: np.random.Generator, max_added: int | None = None) -> int:
-  """1 .. max_added nodes (default max(2, n // 4)): few, since the network also
-  runs on the twin."""
-  hi = max(2, n // 4) if max_added is None else int(max_added)
-  if hi < 1:
-    raise ValueError(f'max_added must be >= 1, got {max_added}')
-  return int(rng.integers(1, hi + 1))
-
-
-def values_above(threshold: float, k: int, rng: np.random.Generator,
-                 high: float = 1.0) -> np.ndarray:
-  """k values strictly above `threshold`, in (threshold, high) when there is room
-  (the samplers draw from [0, 1)), else just above it."""
-  threshold = float(threshold)
-  if high <= threshold:
-    high = threshold + 1.0
-  v = threshold + (high - threshold) * rng.uniform(size=k)
-  return np.maximum(v, np.nextafter(threshold, np.inf))
-
-
-def values_below(threshold: float, k: int, rng: np.random.Generator,
-                 low: float = 0.0) -> np.ndarray:
-  """k values strictly below `threshold`, in (low, threshold) when there is room."""
-  threshold = float(threshold)
-  if low >= threshold:
-    low = threshold - 1.0
-  v = low + (threshold - low) * rng.uniform(size=k)
-  v = np.where(v <= low, (low + threshold) / 2, v)
-  return np.minimum(v, np.nextafter(threshold, -np.inf))
-
-
-def insert_nodes(original: np.ndarray, added: np.ndarray, positions: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-  """Inserts `added[k]` before original index `positions[k]` (n = append).
-
-  Returns the twin array and the node map of the originals.
-  """
-  original = np.asarray(original)
-  added = np.asarray(added, dtype=original.dtype)
-  positions = np.asarray(positions, dtype=np.int64)
-  order = np.argsort(positions, kind='stable')
-  positions, added = positions[order], added[order]
-  n, k = original.shape[0], added.shape[0]
-  # Original i is shifted by the number of added nodes inserted at or before i.
-  node_map = np.arange(n) + np.searchsorted(positions, np.arange(n), side='right')
-  twin = np.empty((n + k,) + original.shape[1:], dtype=original.dtype)
-  is_added = np.ones(n + k, dtype=bool)
-  is_added[node_map] = False
-  twin[node_map] = original
-  twin[is_added] = added
-  return twin, node_map

@@ -13,8 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from augment.core import num_to_add
-from augment.rule import RuleEntry, TwinArgs, register
+from augment.rule import RuleEntry, TwinArgs, num_to_add, register
 from augment.sorting import key_args_from_inputs
 from nar.sample import Sample
 

@@ -31,8 +31,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from augment.core import num_to_add
-from augment.rule import RuleEntry, TwinArgs, register
+from augment.rule import RuleEntry, TwinArgs, num_to_add, register
 from nar.sample import Sample
 
 # dm-clrs ConvexHullSampler default: points uniform in the disk of radius 2.

@@ -14,8 +14,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from augment.core import insert_nodes, num_to_add, values_above, values_below
-from augment.rule import RuleEntry, TwinArgs, register
+from augment.rule import (RuleEntry, TwinArgs, insert_nodes, num_to_add, register, values_above,
+                          values_below)
 from nar.sample import Sample
 
 

@@ -10,8 +10,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from augment.core import insert_nodes, num_to_add
-from augment.rule import RuleEntry, TwinArgs, register
+from augment.rule import RuleEntry, TwinArgs, insert_nodes, num_to_add, register
 from augment.sorting import append_larger, key_args_from_inputs
 from nar.sample import Sample
 

@@ -17,8 +17,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from augment.core import num_to_add, values_above, values_below
-from augment.rule import RuleEntry, TwinArgs, register
+from augment.rule import RuleEntry, TwinArgs, num_to_add, register, values_above, values_below
 from nar.sample import Sample
 
 

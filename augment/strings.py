@@ -22,8 +22,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from augment.core import num_to_add
-from augment.rule import RuleEntry, TwinArgs, register
+from augment.rule import RuleEntry, TwinArgs, num_to_add, register
 from nar.sample import Sample
 
 # dm-clrs strings.py: `_ALPHABET_SIZE`; the sampler draws characters uniformly.

@@ -79,7 +79,22 @@ class Protocol:
 
 # A sweep's multi-task entry joins algorithm names with '+' ('insertion_sort+bfs+dfs':
 # one run training the three, in a directory of that name, as `nar train` names it).
+# ',' (`nar train`'s separator) is accepted too and read as '+' (`algorithm_entries`);
+# names separated by spaces are separate runs.
 MULTI_TASK_JOIN = '+'
+MULTI_TASK_SEPARATORS = (MULTI_TASK_JOIN, ',')
+
+
+def algorithm_entries(items) -> list:
+  """The grid's algorithm entries (`--algorithms`), each item one run: a single
+  name, or a multi-task run whose names are joined by '+' or ',' (both written
+  as '+': 'insertion_sort,bfs' is the run 'insertion_sort+bfs')."""
+  out = []
+  for item in items:
+    for sep in MULTI_TASK_SEPARATORS:
+      item = item.replace(sep, MULTI_TASK_JOIN)
+    out.append(item)
+  return out
 # Counted in steps of the whole multi-task run, one algorithm per step.
 SCALED_BY_ALGORITHMS = ('steps', 'eval_every')
 
@@ -138,7 +153,7 @@ register_protocol(Protocol(
     algorithm_overrides={'dfs': dict(steps=2000, eval_every=250),
                          'naive_string_matcher': dict(steps=2000, eval_every=250)},
     description='Sized for a 2-core CPU: a baseline run in 2-10 minutes, and the baseline '
-                'at >= 0.9 in-distribution validation (results/cpu, README "Results"); '
+                'at >= 0.9 in-distribution validation (results/cpu, results/README.md); '
                 'dfs and naive_string_matcher need 2,000 steps for that.'))
 
 register_protocol(Protocol(
@@ -150,9 +165,9 @@ register_protocol(Protocol(
     algorithm_seeds={'quicksort': 3},
     description='Between cpu and paper: hidden 64, the reference batch of 32, validation '
                 'every 100 steps, test at n = 64; the step budget chosen by the protocol '
-                'check in results/mid-check (README there); quicksort 3 seeds.'))
+                'check in results/mid/README.md ("Protocol check"); quicksort 3 seeds.'))
 
-# Triplet-GMPNN OOD micro-F1 (Ibarz et al. 2022, 10 seeds, FIELD.md), in %.
+# Triplet-GMPNN OOD micro-F1 (Ibarz et al. 2022, 10 seeds, 10,000 steps), in %.
 TRIPLET_GMPNN = {
     'activity_selector': 95.18, 'articulation_points': 88.32, 'bellman_ford': 97.39,
     'bfs': 99.73, 'binary_search': 77.58, 'bridges': 93.99, 'bubble_sort': 67.68,
@@ -465,11 +480,13 @@ def sweep(protocol: str, algorithms, methods, seeds: Optional[int], out: str, sh
   persistent compilation cache (`_run_parallel`). `seeds` None: the protocol's
   count for each algorithm (`Protocol.seeds_for`)."""
   from nar.config import config_conflicts, load_config_file
+  algorithms = algorithm_entries(algorithms)
   for entry in algorithms:
     for a in entry.split(MULTI_TASK_JOIN):
       if a not in CLRS30_ALGORITHMS:
         raise ConfigError(f"unknown algorithm '{a}'; choose from `nar algorithms` (a "
-                          f"multi-task run joins names with '{MULTI_TASK_JOIN}': bfs+dfs)")
+                          f"multi-task run joins names with '{MULTI_TASK_JOIN}' or ',': "
+                          'bfs+dfs)')
   for m in methods:
     if m not in registry.methods():
       raise ConfigError(f"unknown method '{m}'; choose one of: {', '.join(registry.methods())}")
@@ -1226,7 +1243,8 @@ def add_commands(sub) -> None:
                                                       for p in PROTOCOLS.values()))
   p.add_argument('--protocol', default='cpu', help=f"one of {', '.join(PROTOCOLS)}")
   p.add_argument('--algorithms', nargs='+', required=True,
-                 help="algorithm names; 'a+b+c' is one multi-task run of the three")
+                 help="algorithm names, each its own run; 'a+b+c' (or 'a,b,c', as in nar "
+                      "train) is one multi-task run of the three")
   p.add_argument('--methods', default='baseline,hint_relic')
   p.add_argument('--seeds', type=int, default=None,
                  help="default: the protocol's ("
@@ -1270,9 +1288,9 @@ def _cmd_sweep(args) -> int:
   overrides = parse_overrides(args.set)
   if args.seeds is not None and args.seeds <= 0:
     raise ConfigError('--seeds must be a positive integer')
-  done = sweep(args.protocol, args.algorithms, args.methods.split(','), args.seeds, args.out,
-               args.shard, args.workers, overrides, vary=parse_vary(args.vary),
-               compile_warmup=args.compile_warmup)
+  done = sweep(args.protocol, algorithm_entries(args.algorithms), args.methods.split(','),
+               args.seeds, args.out, args.shard, args.workers, overrides,
+               vary=parse_vary(args.vary), compile_warmup=args.compile_warmup)
   for path, status in done:
     print(f'{path}: {status}')
   return 1 if any(status.startswith('FAILED') for _, status in done) else 0

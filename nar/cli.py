@@ -61,8 +61,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     return f"{f.metadata['rule'].help}{extra} (default {f.default})"
 
   p.add_argument('--algorithm', '--algorithms', '-a', dest='algorithm', required=True,
-                 help='one of `nar algorithms`, or several comma-separated (multi-task: one '
-                      'network, shared processor, algorithms in turn), or all (the 30)')
+                 help="one of `nar algorithms`, or several joined by ',' or '+' (multi-task: "
+                      'one network, shared processor, algorithms in turn), or all (the 30)')
   from nar import registry
   p.add_argument('--method', default='baseline',
                  help='; '.join(f'{e.name}: {e.description}' for e in registry.methods().values())
@@ -87,7 +87,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--list-settings', action=_ListSettings,
                  help='list every --set key with its type, default and meaning, and exit')
   p.add_argument('--quiet', action='store_true', help='no progress output')
-  g = p.add_argument_group('several hosts (see README, "GPUs, several devices, several hosts")')
+  g = p.add_argument_group('several hosts (see docs/devices.md)')
   g.add_argument('--coordinator', default=None, metavar='HOST:PORT',
                  help='address of process 0 (all processes pass the same)')
   g.add_argument('--num-processes', type=_positive_int, default=None)
@@ -99,7 +99,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 def _config_from_args(args):
   from nar.config import TrainConfig, default_out
   from nar.overrides import parse_overrides
-  values = {'algorithm': args.algorithm, 'method': args.method}
+  # '+' (`nar sweep`'s multi-task separator) is accepted too; the config keeps ','.
+  values = {'algorithm': args.algorithm.replace('+', ','), 'method': args.method}
   for name in ('steps', 'hidden', 'batch_size', 'seed', 'processor', 'eval_every', 'test_size',
                'precision', 'out', 'log'):
     v = getattr(args, name)

@@ -22,7 +22,8 @@ were fitted to XLA's own buffer plan of the training step
 1.20 of it) and the whole plan is checked against measured peak memory in
 docs/memory.md. Trajectory lengths come from `TRAJECTORIES`, measured (no data
 is generated to plan); between and beyond its sizes they follow the growth of
-the nearest pair.
+the nearest pair. (docs/memory.md, the measured `TRAJECTORIES` and
+tests/test_memory.py are in the unmerged patches under wip/memory/.)
 
 `check_training_memory` refuses (ConfigError) a configuration that cannot fit,
 in one line with the estimate and the nearest settings that fit.
@@ -94,7 +95,8 @@ def free_memory_bytes(device=None) -> Optional[int]:
 # (config size, nodes, longest trajectory) of the padding plan's probe
 # (`data.probe_samples`: PROBE_SAMPLES training samples, seed PROBE_SEED) at
 # sizes 4 to 32 (64 where sampling is quick), measured with dm-clrs 2.0.3;
-# tests/test_memory.py compares the small sizes with the probe itself.
+# tests/test_memory.py compares the small sizes with the probe itself (both in the
+# unmerged patches under wip/memory/: empty here).
 TRAJECTORIES: dict[str, tuple[tuple[int, int, int], ...]] = {}
 
 
@@ -322,7 +324,8 @@ def parameter_count(config: TrainConfig) -> int:
 
 # ----------------------------------------------------------------- the plan
 # Host memory of the process beyond what it holds when the plan is made (JAX and
-# dm-clrs imported): XLA's compilation and runtime, measured (docs/memory.md).
+# dm-clrs imported): XLA's compilation and runtime, measured (docs/memory.md, in the
+# unmerged patches under wip/memory/).
 RUNTIME_BYTES = 400 * 2 ** 20
 # Parameters, gradients, Adam's update and two moments.
 STATE_COPIES = 5

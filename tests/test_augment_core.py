@@ -185,6 +185,15 @@ def test_insert_nodes():
   assert node_map.tolist() == [1, 2, 3]
 
 
+def test_rule_helpers_live_beside_the_contract():
+  """A rule author imports everything from augment.rule; augment.core still
+  re-exports the helpers for older imports."""
+  from augment import rule
+  for name in ('num_to_add', 'insert_nodes', 'values_above', 'values_below'):
+    assert getattr(rule, name).__module__ == 'augment.rule'
+    assert getattr(core, name) is getattr(rule, name)
+
+
 def test_unsupported_and_unknown_algorithms():
   with pytest.raises(ValueError, match='supported: .*insertion_sort'):
     augment.get('no_such_algorithm')

@@ -111,6 +111,28 @@ def test_augment_report_takes_names_space_or_comma_separated(names, monkeypatch,
   assert asked == [['bfs', 'dfs']]
 
 
+@pytest.mark.parametrize('given', ['insertion_sort,bfs', 'insertion_sort+bfs'])
+def test_train_takes_a_multi_task_run_joined_by_comma_or_plus(given):
+  """Arguments only: the configuration `nar train` would run, nothing trained."""
+  from nar.cli import _config_from_args, build_parser
+  config = _config_from_args(build_parser().parse_args(['train', '--algorithms', given]))
+  assert config.algorithm == 'insertion_sort,bfs'
+  assert config.out == 'runs/insertion_sort+bfs-baseline-s42'
+
+
+def test_sweep_takes_a_multi_task_run_joined_by_plus_or_comma(monkeypatch, tmp_path):
+  """Arguments only (the sweep itself replaced): names separated by spaces are
+  separate runs, 'a+b' and 'a,b' the same one multi-task run."""
+  from experiments import sweep as sw
+  asked = []
+  monkeypatch.setattr(sw, 'sweep', lambda protocol, algorithms, *a, **k: asked.append(algorithms)
+                      or [])
+  assert main(['sweep', '--algorithms', 'bfs', 'insertion_sort,bfs,dfs', 'insertion_sort+bfs',
+               '--out', str(tmp_path)]) == 0
+  assert asked == [['bfs', 'insertion_sort+bfs+dfs', 'insertion_sort+bfs']]
+  assert sw.algorithm_entries(['dfs,bfs', 'dfs+bfs']) == ['dfs+bfs', 'dfs+bfs']
+
+
 def test_augment_report_rejects_an_unknown_name_in_one_line(capsys):
   with pytest.raises(SystemExit) as e:
     main(['augment-report', '--algorithms', 'bfs', 'bogosort'])
