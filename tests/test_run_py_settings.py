@@ -335,6 +335,7 @@ def test_no_hint_baseline_trains_scores_and_is_a_report_column(tmp_path):
 
 
 # ------------------------------------------------------------ the generalist
+@pytest.mark.slow      # 8 min on 2 cores: 30 algorithms' programs to compile
 def test_all_thirty_algorithms_train_together_at_tiny_settings(tmp_path, monkeypatch):
   """`nar train --algorithms all`: one network over the 30 CLRS algorithms (each
   its encoders and decoders, one processor) initialises, trains, validates and
