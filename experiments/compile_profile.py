@@ -59,10 +59,10 @@ def main(argv=None) -> int:
   p.add_argument('--json', default=None, help='also write the rows and timings here')
   args, train_argv = p.parse_known_args(argv)
   t_start = time.perf_counter()
-  from nar import cli
-  parser = cli.build_parser()
-  train_args = parser.parse_args(['train'] + train_argv)
-  config = cli._config_from_args(train_args)   # pylint: disable=protected-access
+  from nar import arguments
+  parser = argparse.ArgumentParser(prog='compile_profile train flags')
+  arguments.add_train_args(parser)
+  config = arguments.config_from_args(parser.parse_args(train_argv))
   import jax
   from nar.compilation import CompileLog
   from nar.train import train

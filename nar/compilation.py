@@ -328,10 +328,12 @@ class Precompiler:
 
   def close(self) -> None:
     """Stops compiling what has not started (programs asked for later are
-    compiled at their first call, as without a precompiler)."""
+    compiled at their first call, as without a precompiler) and waits for the
+    compilations under way: no thread of a finished run keeps compiling beside
+    what the process does next."""
     self._closed = True
     if self._pool is not None:
-      self._pool.shutdown(wait=False, cancel_futures=True)
+      self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Precompiled:

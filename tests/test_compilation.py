@@ -49,6 +49,28 @@ def test_precompiled_program_is_the_jitted_one_and_other_signatures_fall_back():
   np.testing.assert_array_equal(disabled(x, y), _f(x, y))
 
 
+def test_close_waits_for_the_compilations_under_way():
+  """A closed precompiler leaves no thread compiling: what the process does
+  next (another run, another test) never runs beside a finished run's compile."""
+  started = threading.Event()
+
+  @jax.jit
+  def slow(x):
+    started.set()                                    # traced on the pool's thread
+    for _ in range(40):
+      x = jnp.sin(x @ x.T) @ x
+    return x
+  precompiler = Precompiler(1)
+  f = precompiler.wrap(slow)
+  x = jnp.ones((8, 8))
+  assert f.precompile(x)
+  assert started.wait(60)
+  precompiler.close()
+  assert f.ready(x) is True                          # finished, not abandoned
+  assert not [t for t in threading.enumerate() if t.name.startswith('nar-compile')]
+  np.testing.assert_allclose(f(x), slow(x), rtol=1e-6)
+
+
 def test_signature_tells_placement_and_shape_apart():
   x = jnp.ones((2, 3))
   placed = jax.device_put(x, jax.devices()[0])

@@ -24,13 +24,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Plain data and settings: no JAX, no dm-clrs (the command line starts on these).
     ('base', ('nar', 'nar.catalogue', 'nar.config', 'nar.errors', 'nar.overrides',
               'nar.clrs_import', 'nar.digest', 'nar.registry',
-              'nar.storage', 'nar.evaluations', 'nar.provenance', 'nar.preflight')),
+              'nar.storage', 'nar.evaluations', 'nar.provenance', 'nar.preflight',
+              'nar.progress', 'nar.arguments')),
     ('data', ('nar.sample', 'nar.batching', 'nar.data', 'nar.cache')),
     ('augment', ('augment', 'augment.*')),
     ('model', ('nar.layers', 'nar.processors', 'nar.model', 'nar.losses', 'nar.evaluation')),
     ('methods', ('nar.methods', 'nar.hint_relic', 'nar.size_matched', 'nar.invariance')),
     ('train', ('nar.train', 'nar.checkpoint', 'nar.distributed', 'nar.interop', 'nar.tracking',
-               'nar.memory')),
+               'nar.memory', 'nar.compilation')),
     ('experiments', ('experiments', 'experiments.*')),
     ('cli', ('nar.cli',)),
 ]
