@@ -35,3 +35,22 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 import nar.clrs_import  # noqa: E402,F401  (quiet TensorFlow before any test imports dm-clrs)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _persistent_cache_only_inside_runs():
+  """JAX's persistent compilation cache, once a run turned it on, would stay on
+  for every later test of the worker. A worker died of a segmentation fault in
+  JAX's read of an entry (`deserialize_executable`, in the eager forward passes
+  of tests/test_run_py_settings.py, after training tests; in CI and here, not
+  reproduced alone; the entry is not known): each test ends with the cache off,
+  so only runs, which turn it on themselves, read and write it."""
+  yield
+  import jax
+  from jax.experimental.compilation_cache import compilation_cache
+  if jax.config.jax_compilation_cache_dir is not None:
+    jax.config.update('jax_compilation_cache_dir', None)
+    compilation_cache.reset_cache()
