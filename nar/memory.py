@@ -37,6 +37,7 @@ import math
 from typing import Callable, Optional
 
 from nar.config import ConfigError, TrainConfig
+from nar.processors import MAX_PLUS_BLOCK_ELEMENTS, ProcessorConfig
 
 GIB = 2 ** 30
 
@@ -51,15 +52,11 @@ EVAL_BYTES_PER_PAIR_UNIT = 48
 # The share of the free memory an evaluation batch may take (the rest: the split
 # itself, the parameters, a training run's own state, other processes).
 EVAL_MEMORY_SHARE = 0.5
-# processors.MAX_PLUS_BLOCK_ELEMENTS and ProcessorConfig.nb_triplet_fts (not
-# imported: this module plans without building a network).
-_MAX_PLUS_BLOCK_ELEMENTS = 1 << 22
-_TRIPLET_FEATURES = 8
 
 
 def evaluation_bytes_per_sample(num_nodes: int, hidden: int) -> int:
   """Estimated peak memory of evaluating one problem of `num_nodes` nodes."""
-  triples = min(num_nodes ** 3 * _TRIPLET_FEATURES, _MAX_PLUS_BLOCK_ELEMENTS)
+  triples = min(num_nodes ** 3 * ProcessorConfig.nb_triplet_fts, MAX_PLUS_BLOCK_ELEMENTS)
   return EVAL_BYTES_PER_PAIR_UNIT * num_nodes ** 2 * hidden + 4 * triples
 
 
@@ -95,9 +92,26 @@ def free_memory_bytes(device=None) -> Optional[int]:
 # (config size, nodes, longest trajectory) of the padding plan's probe
 # (`data.probe_samples`: PROBE_SAMPLES training samples, seed PROBE_SEED) at
 # sizes 4 to 32 (64 where sampling is quick), measured with dm-clrs 2.0.3;
-# tests/test_memory.py compares the small sizes with the probe itself (both in the
-# unmerged patches under wip/memory/: empty here).
-TRAJECTORIES: dict[str, tuple[tuple[int, int, int], ...]] = {}
+# tests/test_memory.py compares the small sizes with the probe itself.
+TRAJECTORIES: dict[str, tuple[tuple[int, int, int], ...]] = {
+    'activity_selector': ((4, 4, 5), (8, 8, 9), (16, 16, 17), (32, 32, 33), (64, 64, 65)),
+    'articulation_points': ((4, 4, 22), (8, 8, 45), (16, 16, 126), (32, 32, 397), (64, 64, 1394)),
+    'bellman_ford': ((4, 4, 4), (8, 8, 6), (16, 16, 8), (32, 32, 10), (64, 64, 15)),
+    'bfs': ((4, 4, 4), (8, 8, 6), (16, 16, 8), (32, 32, 10), (64, 64, 11)),
+    'binary_search': ((4, 4, 3), (8, 8, 4), (16, 16, 5), (32, 32, 6), (64, 64, 7)),
+    'bridges': ((4, 4, 22), (8, 8, 45), (16, 16, 126), (32, 32, 397), (64, 64, 1394)),
+    'bubble_sort': ((4, 4, 7), (8, 8, 29), (16, 16, 121), (32, 32, 497), (64, 64, 2017)),
+    'dag_shortest_paths': ((4, 4, 13), (8, 8, 25), (16, 16, 49), (32, 32, 97), (64, 64, 190)),
+    'dfs': ((4, 4, 12), (8, 8, 24), (16, 16, 48), (32, 32, 96), (64, 64, 192)),
+    'dijkstra': ((4, 4, 5), (8, 8, 9), (16, 16, 17), (32, 32, 33), (64, 64, 65)),
+    'find_maximum_subarray_kadane': ((4, 4, 4), (8, 8, 8), (16, 16, 16),
+        (32, 32, 32), (64, 64, 64)),
+    'floyd_warshall': ((4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 32, 32), (64, 64, 64)),
+    'graham_scan': ((4, 4, 7), (8, 8, 15), (16, 16, 29), (32, 32, 60)),
+    'heapsort': ((4, 4, 16), (8, 8, 39), (16, 16, 89), (32, 32, 207)),
+    'insertion_sort': ((4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 32, 32)),
+    'jarvis_march': ((4, 4, 21), (8, 8, 64), (16, 16, 171), (32, 32, 463)),
+}
 
 
 def trajectory(algorithm: str, size: int) -> tuple[int, int]:
@@ -289,8 +303,9 @@ def _parameter_polynomial(algorithms: tuple, processor: str) -> tuple:
   from nar.processors import ProcessorConfig
   from nar.sample import processed_spec
   specs = [processed_spec(a) for a in algorithms]
-  batches = [pad_samples(make_train_samples(a, 0, 0, 1, (5,)), sp)
-             for a, sp in zip(algorithms, specs)]
+  from nar.data import STRING_MATCHERS
+  batches = [pad_samples(make_train_samples(a, 0, 0, 1, (16,) if a in STRING_MATCHERS else (5,)),
+                         sp) for a, sp in zip(algorithms, specs)]
   dims = [nb_dims_of(b.inputs, b.hints, b.outputs) for b in batches]
   counts = []
   for h in (8, 16, 24):
@@ -324,9 +339,12 @@ def parameter_count(config: TrainConfig) -> int:
 
 # ----------------------------------------------------------------- the plan
 # Host memory of the process beyond what it holds when the plan is made (JAX and
-# dm-clrs imported): XLA's compilation and runtime, measured (docs/memory.md, in the
-# unmerged patches under wip/memory/).
-RUNTIME_BYTES = 400 * 2 ** 20
+# dm-clrs imported) and beyond its data and arrays: the rest of its imports, XLA's
+# compilation and runtime. Measured on a CPU (docs/memory.md): a run of a tiny
+# configuration adds 0.79 GiB; Hint-ReLIC and its ablations (the augmentations,
+# the twins' padding plan, a larger program) 0.35 GiB more.
+RUNTIME_BYTES = int(0.8 * GIB)
+TWINS_RUNTIME_BYTES = int(0.35 * GIB)
 # Parameters, gradients, Adam's update and two moments.
 STATE_COPIES = 5
 # Batches alive at once besides those prefetched: the one being placed and the
@@ -437,7 +455,9 @@ def plan_training(config: TrainConfig, free: Optional[int] = None, devices: int 
         step, step_size = bytes_, size
   return MemoryPlan(state=STATE_COPIES * 4 * params, step=int(step), step_size=step_size,
                     evaluation=_evaluation_bytes(config, free, devices),
-                    data=int(data_bytes(config)), runtime=RUNTIME_BYTES, devices=devices,
+                    data=int(data_bytes(config)),
+                    runtime=RUNTIME_BYTES + TWINS_RUNTIME_BYTES * _relic_settings(config)[0],
+                    devices=devices,
                     shared=shared)
 
 
@@ -459,7 +479,7 @@ def nearest_settings(config: TrainConfig, fits: Callable[[TrainConfig], bool],
   out = []
   replace = lambda **kw: dataclasses.replace(config, **kw)     # noqa: E731
   if config.remat == 'none' and fits(replace(remat='full')):
-    out.append("--set remat='full'")
+    out.append('--set remat=full')
   h = _largest(lambda v: fits(replace(hidden=v)), 1, config.hidden - 1) if config.hidden > 1 else None
   if h:
     out.append(f'--hidden {h}')
@@ -474,6 +494,12 @@ def nearest_settings(config: TrainConfig, fits: Callable[[TrainConfig], bool],
                  MIN_SIZE, largest - 1)
     if s:
       out.append(f'train_sizes up to {s}')
+  for name, flag in (('test_size', '--test-size'), ('val_size', '--set val_size=')):
+    value = getattr(config, name)
+    if value is not None and value > MIN_SIZE:
+      v = _largest(lambda x, name=name: fits(replace(**{name: x})), MIN_SIZE, value - 1)
+      if v:
+        out.append(f'{flag} {v}' if flag.startswith('--test') else f'{flag}{v}')
   if _relic_settings(config)[0] and config.augmentations > 1:
     k = _largest(lambda v: fits(replace(augmentations=v)), 1, config.augmentations - 1)
     if k:
