@@ -140,14 +140,15 @@ def xla(configs) -> None:
           flush=True)
 
 
-def trajectories(sizes) -> None:
-  """Prints `nar.memory.TRAJECTORIES`: the probe's nodes and longest trajectory."""
+def trajectories(sizes, string_sizes) -> None:
+  """Prints `nar.memory.TRAJECTORIES`: the probe's nodes and longest trajectory
+  (string matchers at `string_sizes`: they train on sizes >= 14)."""
   from nar import data as data_lib
   from nar.catalogue import CLRS30_ALGORITHMS
   print('TRAJECTORIES: dict[str, tuple[tuple[int, int, int], ...]] = {')
   for algorithm in CLRS30_ALGORITHMS:
     rows = []
-    for size in sizes:
+    for size in string_sizes if algorithm in data_lib.STRING_MATCHERS else sizes:
       samples = data_lib.make_train_samples(algorithm, data_lib.PROBE_SEED, 0,
                                             data_lib.PROBE_SAMPLES, (size,))
       rows.append((size, max(s.num_nodes for s in samples), max(s.length for s in samples)))
@@ -166,6 +167,7 @@ def main(argv=None) -> int:
   parser.add_argument('--config', action='append', default=None,
                       help='TrainConfig settings as JSON (default: the docs table\'s)')
   parser.add_argument('--sizes', default='4,8,16,32')
+  parser.add_argument('--string-sizes', default='14,16,24,32')
   parser.add_argument('--out', default=None, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   configs = [json.loads(c) for c in args.config] if args.config else list(DEFAULT_CONFIGS)
@@ -179,7 +181,8 @@ def main(argv=None) -> int:
   elif args.xla:
     xla(configs)
   else:
-    trajectories([int(x) for x in args.sizes.split(',')])
+    trajectories([int(x) for x in args.sizes.split(',')],
+                 [int(x) for x in args.string_sizes.split(',')])
   return 0
 
 

@@ -91,8 +91,9 @@ def free_memory_bytes(device=None) -> Optional[int]:
 # ---------------------------------------------------------- trajectory lengths
 # (config size, nodes, longest trajectory) of the padding plan's probe
 # (`data.probe_samples`: PROBE_SAMPLES training samples, seed PROBE_SEED) at
-# sizes 4 to 32 (64 where sampling is quick), measured with dm-clrs 2.0.3;
-# tests/test_memory.py compares the small sizes with the probe itself.
+# sizes 4 to 32 (64 where sampling is quick; string matchers, which train on sizes
+# >= 14: 14 to 32), measured with dm-clrs 2.0.3 (`python -m experiments.memory_plan
+# --trajectories`); tests/test_memory.py compares the small sizes with the probe itself.
 TRAJECTORIES: dict[str, tuple[tuple[int, int, int], ...]] = {
     'activity_selector': ((4, 4, 5), (8, 8, 9), (16, 16, 17), (32, 32, 33), (64, 64, 65)),
     'articulation_points': ((4, 4, 22), (8, 8, 45), (16, 16, 126), (32, 32, 397), (64, 64, 1394)),
@@ -111,6 +112,20 @@ TRAJECTORIES: dict[str, tuple[tuple[int, int, int], ...]] = {
     'heapsort': ((4, 4, 16), (8, 8, 39), (16, 16, 89), (32, 32, 207)),
     'insertion_sort': ((4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 32, 32)),
     'jarvis_march': ((4, 4, 21), (8, 8, 64), (16, 16, 171), (32, 32, 463)),
+    'kmp_matcher': ((14, 17, 21), (16, 20, 24), (24, 30, 38), (32, 40, 54)),
+    'lcs_length': ((4, 4, 2), (8, 8, 6), (16, 16, 12), (32, 32, 23)),
+    'matrix_chain_order': ((4, 4, 3), (8, 8, 7), (16, 16, 15), (32, 32, 31)),
+    'minimum': ((4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 32, 32)),
+    'mst_kruskal': ((4, 4, 9), (8, 8, 33), (16, 16, 127), (32, 32, 428)),
+    'mst_prim': ((4, 4, 5), (8, 8, 9), (16, 16, 17), (32, 32, 33)),
+    'naive_string_matcher': ((14, 17, 19), (16, 20, 24), (24, 30, 38), (32, 40, 54)),
+    'optimal_bst': ((4, 5, 5), (8, 9, 9), (16, 17, 17), (32, 33, 33)),
+    'quickselect': ((4, 4, 10), (8, 8, 36), (16, 16, 70), (32, 32, 164)),
+    'quicksort': ((4, 4, 9), (8, 8, 35), (16, 16, 85), (32, 32, 200)),
+    'segments_intersect': ((4, 4, 5), (8, 4, 5), (16, 4, 5), (32, 4, 5)),
+    'strongly_connected_components': ((4, 4, 24), (8, 8, 48), (16, 16, 96), (32, 32, 192)),
+    'task_scheduling': ((4, 4, 5), (8, 8, 9), (16, 16, 17), (32, 32, 33)),
+    'topological_sort': ((4, 4, 12), (8, 8, 24), (16, 16, 46), (32, 32, 84)),
 }
 
 
@@ -473,14 +488,22 @@ def _largest(fits: Callable[[int], bool], low: int, high: int) -> Optional[int]:
 
 def nearest_settings(config: TrainConfig, fits: Callable[[TrainConfig], bool],
                      devices: int = 1) -> list[str]:
-  """Settings one step from `config` that fit: the largest width, batch and
-  training size (each alone), and remat 'full' where it is 'none'."""
+  """Settings one step from `config` that fit, each alone: remat 'full' where it
+  is 'none', the largest width, batch, training size, test and validation size
+  and (Hint-ReLIC) number of twins that fit with everything else as it is.
+
+  Args:
+    fits: whether a configuration fits (monotone in each of these settings).
+  Returns:
+    Each as the command line gives it ('--hidden 2558', 'train_sizes up to 136').
+  """
   from nar.config import MIN_SIZE
   out = []
   replace = lambda **kw: dataclasses.replace(config, **kw)     # noqa: E731
   if config.remat == 'none' and fits(replace(remat='full')):
     out.append('--set remat=full')
-  h = _largest(lambda v: fits(replace(hidden=v)), 1, config.hidden - 1) if config.hidden > 1 else None
+  h = (_largest(lambda v: fits(replace(hidden=v)), 1, config.hidden - 1)
+       if config.hidden > 1 else None)
   if h:
     out.append(f'--hidden {h}')
   b = (_largest(lambda v: fits(replace(batch_size=v * devices)), 1,

@@ -212,11 +212,15 @@ counts = st.one_of(st.integers(1, 64), st.integers(1, INT_MAX),
 sizes = st.one_of(st.integers(4, 64), st.integers(4, INT_MAX), st.sampled_from([100_000, 2048]))
 
 
+_TRAIN_AND_PRINT = cli._train_and_print     # the real one (`trained` replaces it)
+
+
 @pytest.fixture
 def planned(monkeypatch):
   from nar import data as data_lib
   from nar import train as train_lib
   seen = []
+  monkeypatch.setattr(cli, '_train_and_print', _TRAIN_AND_PRINT)
   monkeypatch.setattr(train_lib, 'free_memory_bytes', lambda device=None: FREE)
   monkeypatch.setattr(data_lib, 'probe_samples', lambda *a: pytest.fail('data generated'))
   monkeypatch.setattr(data_lib, 'load_split', lambda *a, **k: pytest.fail('data generated'))
