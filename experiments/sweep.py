@@ -494,8 +494,13 @@ def sweep(protocol: str, algorithms, methods, seeds: Optional[int], out: str, sh
     raise ConfigError(f'--workers must be a positive integer (runs at a time), got {workers}')
   i, n = parse_shard(shard)
   from nar.methods import check_runnable
+  from nar.preflight import check_sizes
+  from nar.train import check_memory
   for a, m, v, _ in grid(algorithms, methods, 1, vary):  # e.g. Hint-ReLIC without a rule
-    check_runnable(make_config(protocol, a, m, 0, out, overrides or {}, v))
+    cell = make_config(protocol, a, m, 0, out, overrides or {}, v)
+    check_sizes(cell)
+    check_runnable(cell)
+    check_memory(cell)          # a cell that cannot fit: refused before any run starts
   todo, report, conflicts = [], [], []
   # None: each algorithm's count of the protocol; sweep.json records the protocol's default.
   chosen = get_protocol(protocol)

@@ -167,10 +167,20 @@ def _bucket(value: int, minimum: int = 1) -> int:
   return 2 * p
 
 
+def probe_size(algorithm: str, size: int) -> int:
+  """The size the padding plan's probe samples `algorithm` at for training size
+  `size`: `size` itself, except for the string matchers, whose probe
+  (`data.probe_samples`) passes its already lengthened size (x 5/4) to
+  `make_train_samples`, which lengthens it again: their batches are padded to
+  the longer strings' nodes."""
+  from nar.data import STRING_MATCHERS
+  return size * 5 // 4 if algorithm in STRING_MATCHERS else size
+
+
 def padded_shape(algorithm: str, size: int) -> tuple[int, int]:
   """(N, T) of a training batch of `size`: the probe's nodes and its longest
   trajectory, time bucketed as the padding plan does."""
-  n, t = trajectory(algorithm, size)
+  n, t = trajectory(algorithm, probe_size(algorithm, size))
   return n, _bucket(t, 2)
 
 
@@ -422,9 +432,10 @@ def data_bytes(config: TrainConfig) -> float:
   twins, _ = _relic_settings(config)
   for algorithm in config.algorithms:
     sizes = training_sizes(algorithm, config)
-    probe = sum(_sample_data_bytes(algorithm, s) for s in sizes)
+    probe = sum(_sample_data_bytes(algorithm, probe_size(algorithm, s)) for s in sizes)
     if twins:
-      probe += sum(_sample_data_bytes(algorithm, twin_size(s)) for s in sizes)
+      probe += sum(_sample_data_bytes(algorithm, twin_size(probe_size(algorithm, s)))
+                   for s in sizes)
     total += data_lib.PROBE_SAMPLES * probe
     n, t = padded_shape(algorithm, max(config.train_sizes))
     f = features(algorithm)

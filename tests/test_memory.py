@@ -39,8 +39,10 @@ def test_trajectories_are_the_probes(algorithm):
                                           data_lib.PROBE_SAMPLES, (size,))
     assert memory.trajectory(algorithm, size) == (max(s.num_nodes for s in samples),
                                                   max(s.length for s in samples))
-  plan = data_lib.PaddingPlan.probe({size: samples})
-  assert memory.padded_shape(algorithm, size) == plan.shapes[size]
+  # The padding plan of a run training at that size (its own probe).
+  plan = data_lib.PaddingPlan.probe(data_lib.probe_samples(algorithm, (size,)))
+  assert memory.padded_shape(algorithm, size) == plan.shapes[
+      data_lib.size_of_step(algorithm, 0, (size,))]
 
 
 @pytest.mark.parametrize('algorithm', ['bfs', 'insertion_sort', 'dfs', 'dag_shortest_paths',

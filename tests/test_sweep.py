@@ -389,6 +389,15 @@ def test_hint_relic_sweep_on_an_algorithm_without_rule_stops_before_running(tmp_
   assert not os.path.exists(tmp_path / 'grid' / 'bfs')
 
 
+def test_a_sweep_with_a_cell_that_cannot_fit_stops_before_running(tmp_path, monkeypatch):
+  from nar import train as train_lib
+  monkeypatch.setattr(train_lib, 'free_memory_bytes', lambda device=None: 4 * 2 ** 30)
+  with pytest.raises(ConfigError, match='needs about .* GiB .*nearest settings that fit'):
+    sw.sweep('cpu', ['bfs'], ['baseline'], 1, str(tmp_path / 'grid'), progress=False,
+             overrides={**TINY, 'hidden': 50000})
+  assert not os.path.exists(tmp_path / 'grid' / 'bfs')
+
+
 def test_t_interval_matches_students_t():
   lo, hi = sw.t_interval([1.0, 2.0, 3.0])
   # mean 2, std 1, t(0.975, 2 dof) = 4.303: half-width 4.303 / sqrt(3)
