@@ -22,8 +22,7 @@ were fitted to XLA's own buffer plan of the training step
 1.20 of it) and the whole plan is checked against measured peak memory in
 docs/memory.md. Trajectory lengths come from `TRAJECTORIES`, measured (no data
 is generated to plan); between and beyond its sizes they follow the growth of
-the nearest pair. (docs/memory.md, the measured `TRAJECTORIES` and
-tests/test_memory.py are in the unmerged patches under wip/memory/.)
+the nearest pair.
 
 `check_training_memory` refuses (ConfigError) a configuration that cannot fit,
 in one line with the estimate and the nearest settings that fit.
