@@ -5,7 +5,6 @@ in one line with the nearest settings that fit."""
 
 import contextlib
 import io
-import os
 
 import jax
 import numpy as np
@@ -128,7 +127,7 @@ def test_a_run_that_cannot_fit_is_refused_with_the_nearest_settings(tmp_path, mo
   lines = err.strip().splitlines()
   assert code == 2 and len(lines) == 1 and 'Traceback' not in err, err
   assert lines[0].startswith('nar: error: training bfs ') and 'GiB is free' in lines[0]
-  assert 'needs about' in lines[0] and f'nearest settings that fit: ' in lines[0]
+  assert 'needs about' in lines[0] and 'nearest settings that fit: ' in lines[0]
   assert nearest in lines[0] and not seen and not out.exists()
   # The setting it names fits, and is the largest that does.
   if nearest == '--hidden ':
