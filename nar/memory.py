@@ -22,8 +22,7 @@ were fitted to XLA's own buffer plan of the training step
 1.20 of it) and the whole plan is checked against measured peak memory in
 docs/memory.md. Trajectory lengths come from `TRAJECTORIES`, measured (no data
 is generated to plan); between and beyond its sizes they follow the growth of
-the nearest pair. (docs/memory.md, the measured `TRAJECTORIES` and
-tests/test_memory.py are in the unmerged patches under wip/memory/.)
+the nearest pair.
 
 `check_training_memory` refuses (ConfigError) a configuration that cannot fit,
 in one line with the estimate and the nearest settings that fit.
@@ -37,6 +36,7 @@ import math
 from typing import Callable, Optional
 
 from nar.config import ConfigError, TrainConfig
+from nar.processors import MAX_PLUS_BLOCK_ELEMENTS, ProcessorConfig
 
 GIB = 2 ** 30
 
@@ -51,15 +51,11 @@ EVAL_BYTES_PER_PAIR_UNIT = 48
 # The share of the free memory an evaluation batch may take (the rest: the split
 # itself, the parameters, a training run's own state, other processes).
 EVAL_MEMORY_SHARE = 0.5
-# processors.MAX_PLUS_BLOCK_ELEMENTS and ProcessorConfig.nb_triplet_fts (not
-# imported: this module plans without building a network).
-_MAX_PLUS_BLOCK_ELEMENTS = 1 << 22
-_TRIPLET_FEATURES = 8
 
 
 def evaluation_bytes_per_sample(num_nodes: int, hidden: int) -> int:
   """Estimated peak memory of evaluating one problem of `num_nodes` nodes."""
-  triples = min(num_nodes ** 3 * _TRIPLET_FEATURES, _MAX_PLUS_BLOCK_ELEMENTS)
+  triples = min(num_nodes ** 3 * ProcessorConfig.nb_triplet_fts, MAX_PLUS_BLOCK_ELEMENTS)
   return EVAL_BYTES_PER_PAIR_UNIT * num_nodes ** 2 * hidden + 4 * triples
 
 
@@ -94,10 +90,42 @@ def free_memory_bytes(device=None) -> Optional[int]:
 # ---------------------------------------------------------- trajectory lengths
 # (config size, nodes, longest trajectory) of the padding plan's probe
 # (`data.probe_samples`: PROBE_SAMPLES training samples, seed PROBE_SEED) at
-# sizes 4 to 32 (64 where sampling is quick), measured with dm-clrs 2.0.3;
-# tests/test_memory.py compares the small sizes with the probe itself (both in the
-# unmerged patches under wip/memory/: empty here).
-TRAJECTORIES: dict[str, tuple[tuple[int, int, int], ...]] = {}
+# sizes 4 to 32 (64 where sampling is quick; string matchers, which train on sizes
+# >= 14: 14 to 32), measured with dm-clrs 2.0.3 (`python -m experiments.memory_plan
+# --trajectories`); tests/test_memory.py compares the small sizes with the probe itself.
+TRAJECTORIES: dict[str, tuple[tuple[int, int, int], ...]] = {
+    'activity_selector': ((4, 4, 5), (8, 8, 9), (16, 16, 17), (32, 32, 33), (64, 64, 65)),
+    'articulation_points': ((4, 4, 22), (8, 8, 45), (16, 16, 126), (32, 32, 397), (64, 64, 1394)),
+    'bellman_ford': ((4, 4, 4), (8, 8, 6), (16, 16, 8), (32, 32, 10), (64, 64, 15)),
+    'bfs': ((4, 4, 4), (8, 8, 6), (16, 16, 8), (32, 32, 10), (64, 64, 11)),
+    'binary_search': ((4, 4, 3), (8, 8, 4), (16, 16, 5), (32, 32, 6), (64, 64, 7)),
+    'bridges': ((4, 4, 22), (8, 8, 45), (16, 16, 126), (32, 32, 397), (64, 64, 1394)),
+    'bubble_sort': ((4, 4, 7), (8, 8, 29), (16, 16, 121), (32, 32, 497), (64, 64, 2017)),
+    'dag_shortest_paths': ((4, 4, 13), (8, 8, 25), (16, 16, 49), (32, 32, 97), (64, 64, 190)),
+    'dfs': ((4, 4, 12), (8, 8, 24), (16, 16, 48), (32, 32, 96), (64, 64, 192)),
+    'dijkstra': ((4, 4, 5), (8, 8, 9), (16, 16, 17), (32, 32, 33), (64, 64, 65)),
+    'find_maximum_subarray_kadane': ((4, 4, 4), (8, 8, 8), (16, 16, 16),
+        (32, 32, 32), (64, 64, 64)),
+    'floyd_warshall': ((4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 32, 32), (64, 64, 64)),
+    'graham_scan': ((4, 4, 7), (8, 8, 15), (16, 16, 29), (32, 32, 60)),
+    'heapsort': ((4, 4, 16), (8, 8, 39), (16, 16, 89), (32, 32, 207)),
+    'insertion_sort': ((4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 32, 32)),
+    'jarvis_march': ((4, 4, 21), (8, 8, 64), (16, 16, 171), (32, 32, 463)),
+    'kmp_matcher': ((14, 17, 21), (16, 20, 24), (24, 30, 38), (32, 40, 54)),
+    'lcs_length': ((4, 4, 2), (8, 8, 6), (16, 16, 12), (32, 32, 23)),
+    'matrix_chain_order': ((4, 4, 3), (8, 8, 7), (16, 16, 15), (32, 32, 31)),
+    'minimum': ((4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 32, 32)),
+    'mst_kruskal': ((4, 4, 9), (8, 8, 33), (16, 16, 127), (32, 32, 428)),
+    'mst_prim': ((4, 4, 5), (8, 8, 9), (16, 16, 17), (32, 32, 33)),
+    'naive_string_matcher': ((14, 17, 19), (16, 20, 24), (24, 30, 38), (32, 40, 54)),
+    'optimal_bst': ((4, 5, 5), (8, 9, 9), (16, 17, 17), (32, 33, 33)),
+    'quickselect': ((4, 4, 10), (8, 8, 36), (16, 16, 70), (32, 32, 164)),
+    'quicksort': ((4, 4, 9), (8, 8, 35), (16, 16, 85), (32, 32, 200)),
+    'segments_intersect': ((4, 4, 5), (8, 4, 5), (16, 4, 5), (32, 4, 5)),
+    'strongly_connected_components': ((4, 4, 24), (8, 8, 48), (16, 16, 96), (32, 32, 192)),
+    'task_scheduling': ((4, 4, 5), (8, 8, 9), (16, 16, 17), (32, 32, 33)),
+    'topological_sort': ((4, 4, 12), (8, 8, 24), (16, 16, 46), (32, 32, 84)),
+}
 
 
 def trajectory(algorithm: str, size: int) -> tuple[int, int]:
@@ -138,10 +166,20 @@ def _bucket(value: int, minimum: int = 1) -> int:
   return 2 * p
 
 
+def probe_size(algorithm: str, size: int) -> int:
+  """The size the padding plan's probe samples `algorithm` at for training size
+  `size`: `size` itself, except for the string matchers, whose probe
+  (`data.probe_samples`) passes its already lengthened size (x 5/4) to
+  `make_train_samples`, which lengthens it again: their batches are padded to
+  the longer strings' nodes."""
+  from nar.data import STRING_MATCHERS
+  return size * 5 // 4 if algorithm in STRING_MATCHERS else size
+
+
 def padded_shape(algorithm: str, size: int) -> tuple[int, int]:
   """(N, T) of a training batch of `size`: the probe's nodes and its longest
   trajectory, time bucketed as the padding plan does."""
-  n, t = trajectory(algorithm, size)
+  n, t = trajectory(algorithm, probe_size(algorithm, size))
   return n, _bucket(t, 2)
 
 
@@ -289,8 +327,9 @@ def _parameter_polynomial(algorithms: tuple, processor: str) -> tuple:
   from nar.processors import ProcessorConfig
   from nar.sample import processed_spec
   specs = [processed_spec(a) for a in algorithms]
-  batches = [pad_samples(make_train_samples(a, 0, 0, 1, (5,)), sp)
-             for a, sp in zip(algorithms, specs)]
+  from nar.data import STRING_MATCHERS
+  batches = [pad_samples(make_train_samples(a, 0, 0, 1, (16,) if a in STRING_MATCHERS else (5,)),
+                         sp) for a, sp in zip(algorithms, specs)]
   dims = [nb_dims_of(b.inputs, b.hints, b.outputs) for b in batches]
   counts = []
   for h in (8, 16, 24):
@@ -324,9 +363,12 @@ def parameter_count(config: TrainConfig) -> int:
 
 # ----------------------------------------------------------------- the plan
 # Host memory of the process beyond what it holds when the plan is made (JAX and
-# dm-clrs imported): XLA's compilation and runtime, measured (docs/memory.md, in the
-# unmerged patches under wip/memory/).
-RUNTIME_BYTES = 400 * 2 ** 20
+# dm-clrs imported) and beyond its data and arrays: the rest of its imports, XLA's
+# compilation and runtime. Measured on a CPU (docs/memory.md): a run of a tiny
+# configuration adds 0.79 GiB; Hint-ReLIC and its ablations (the augmentations,
+# the twins' padding plan, a larger program) 0.35 GiB more.
+RUNTIME_BYTES = int(0.8 * GIB)
+TWINS_RUNTIME_BYTES = int(0.35 * GIB)
 # Parameters, gradients, Adam's update and two moments.
 STATE_COPIES = 5
 # Batches alive at once besides those prefetched: the one being placed and the
@@ -389,9 +431,10 @@ def data_bytes(config: TrainConfig) -> float:
   twins, _ = _relic_settings(config)
   for algorithm in config.algorithms:
     sizes = training_sizes(algorithm, config)
-    probe = sum(_sample_data_bytes(algorithm, s) for s in sizes)
+    probe = sum(_sample_data_bytes(algorithm, probe_size(algorithm, s)) for s in sizes)
     if twins:
-      probe += sum(_sample_data_bytes(algorithm, twin_size(s)) for s in sizes)
+      probe += sum(_sample_data_bytes(algorithm, twin_size(probe_size(algorithm, s)))
+                   for s in sizes)
     total += data_lib.PROBE_SAMPLES * probe
     n, t = padded_shape(algorithm, max(config.train_sizes))
     f = features(algorithm)
@@ -437,7 +480,9 @@ def plan_training(config: TrainConfig, free: Optional[int] = None, devices: int 
         step, step_size = bytes_, size
   return MemoryPlan(state=STATE_COPIES * 4 * params, step=int(step), step_size=step_size,
                     evaluation=_evaluation_bytes(config, free, devices),
-                    data=int(data_bytes(config)), runtime=RUNTIME_BYTES, devices=devices,
+                    data=int(data_bytes(config)),
+                    runtime=RUNTIME_BYTES + TWINS_RUNTIME_BYTES * _relic_settings(config)[0],
+                    devices=devices,
                     shared=shared)
 
 
@@ -453,14 +498,22 @@ def _largest(fits: Callable[[int], bool], low: int, high: int) -> Optional[int]:
 
 def nearest_settings(config: TrainConfig, fits: Callable[[TrainConfig], bool],
                      devices: int = 1) -> list[str]:
-  """Settings one step from `config` that fit: the largest width, batch and
-  training size (each alone), and remat 'full' where it is 'none'."""
+  """Settings one step from `config` that fit, each alone: remat 'full' where it
+  is 'none', the largest width, batch, training size, test and validation size
+  and (Hint-ReLIC) number of twins that fit with everything else as it is.
+
+  Args:
+    fits: whether a configuration fits (monotone in each of these settings).
+  Returns:
+    Each as the command line gives it ('--hidden 2558', 'train_sizes up to 136').
+  """
   from nar.config import MIN_SIZE
   out = []
   replace = lambda **kw: dataclasses.replace(config, **kw)     # noqa: E731
   if config.remat == 'none' and fits(replace(remat='full')):
-    out.append("--set remat='full'")
-  h = _largest(lambda v: fits(replace(hidden=v)), 1, config.hidden - 1) if config.hidden > 1 else None
+    out.append('--set remat=full')
+  h = (_largest(lambda v: fits(replace(hidden=v)), 1, config.hidden - 1)
+       if config.hidden > 1 else None)
   if h:
     out.append(f'--hidden {h}')
   b = (_largest(lambda v: fits(replace(batch_size=v * devices)), 1,
@@ -474,6 +527,12 @@ def nearest_settings(config: TrainConfig, fits: Callable[[TrainConfig], bool],
                  MIN_SIZE, largest - 1)
     if s:
       out.append(f'train_sizes up to {s}')
+  for name, flag in (('test_size', '--test-size'), ('val_size', '--set val_size=')):
+    value = getattr(config, name)
+    if value is not None and value > MIN_SIZE:
+      v = _largest(lambda x, name=name: fits(replace(**{name: x})), MIN_SIZE, value - 1)
+      if v:
+        out.append(f'{flag} {v}' if flag.startswith('--test') else f'{flag}{v}')
   if _relic_settings(config)[0] and config.augmentations > 1:
     k = _largest(lambda v: fits(replace(augmentations=v)), 1, config.augmentations - 1)
     if k:

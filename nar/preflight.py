@@ -21,14 +21,42 @@ from nar.errors import RunError, RunInUseError
 
 
 def check_training(config: TrainConfig) -> None:
-  """Everything about a validated configuration that needs no data: its
-  settings against its method and algorithms, then its run directory.
+  """Everything about a validated configuration that needs no data: its sizes
+  and settings against its method and algorithms, then its run directory.
 
   Raises:
     ConfigError, RunError: the first problem, in one line.
   """
+  check_sizes(config)
   check_method_settings(config)
   check_run_directory(config)
+
+
+# ------------------------------------------------------------------ sizes
+# `nar.sample.STRING_MATCHERS` and the protocol's longest needle (`protocol_kwargs`:
+# length_needle=-8, a needle of 1 to 8 characters); tests/test_preflight.py checks both.
+STRING_MATCHERS = ('kmp_matcher', 'naive_string_matcher')
+LONGEST_NEEDLE = 8
+
+
+def check_sizes(config: TrainConfig) -> None:
+  """Sizes the samplers can draw: dm-clrs's string sampler places a needle of up
+  to LONGEST_NEEDLE characters in a haystack of the rest, at a position below
+  (haystack - needle), so its training and validation problems (nodes: training
+  size x 5/4, `data.train_sizes`; validation size) need more than twice that."""
+  shortest = 2 * LONGEST_NEEDLE + 1
+  for algorithm in config.algorithms:
+    if algorithm not in STRING_MATCHERS:
+      continue
+    largest = max(config.train_sizes)
+    if largest * 5 // 4 < shortest:
+      raise ConfigError(f'{algorithm} trains on strings of (largest training size) x 5/4 '
+                        f'characters with a needle of up to {LONGEST_NEEDLE}: train_sizes needs '
+                        f'a size >= {-(-shortest * 4 // 5)}, got {list(config.train_sizes)}')
+    if config.val_size is not None and config.val_size < shortest:
+      raise ConfigError(f'{algorithm} validates on strings with a needle of up to '
+                        f'{LONGEST_NEEDLE} characters: val_size needs >= {shortest}, got '
+                        f'{config.val_size}')
 
 
 # --------------------------------------------------------- method settings

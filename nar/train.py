@@ -37,7 +37,6 @@ from nar import checkpoint as ckpt
 from nar import distributed
 from nar import provenance
 from nar.compilation import CompileLog, Precompiler, ProgramStore
-from nar.memory import free_memory_bytes
 from nar import data as data_lib
 from nar import storage
 from nar import tracking
@@ -47,10 +46,14 @@ from nar.config import (MIN_SIZE, ConfigError, TrainConfig, compile_cache_dir,
 from nar.errors import RunError, RunInUseError, Stopped
 from nar.evaluation import ScoreAccumulator, hard_outputs
 from nar.evaluations import record_evaluations, record_invariance
+# The memory plan; the evaluation's part is used here, and named here too.
+from nar.memory import (EVAL_BYTES_PER_PAIR_UNIT, EVAL_MEMORY_SHARE,  # noqa: F401
+                        check_training_memory, evaluation_bytes_per_sample, free_memory_bytes,
+                        host_free_bytes)
 from nar.progress import TrainingBar
 from nar.methods import check_runnable, task_configs
+from nar.preflight import check_sizes
 from nar.model import bind_algorithm, make_net, nb_dims_of, net_config_of
-from nar.processors import MAX_PLUS_BLOCK_ELEMENTS, ProcessorConfig
 from nar.sample import processed_spec
 
 
@@ -273,24 +276,6 @@ def make_predict(net: hk.Transformed, spec: dict, placement: Optional[Placement]
     return hard_outputs(spec, out.outputs, batch.node_mask)
   out = {} if placement is None else {'out_shardings': placement.replicated}
   return jax.jit(predict, **out)
-
-
-# Peak memory of evaluating one sample: XLA's buffer plan for the predict
-# (`compile().memory_analysis()`, bfs, hidden 64) is 40 N^2 H bytes a sample at
-# n = 128, 256 and 512 (42 MB, 168 MB, 671 MB), and peak RSS follows it (0.66 GB a
-# sample at n = 512) now that the triplet maximum runs over blocks of nodes
-# (`processors.max_plus`: at most MAX_PLUS_BLOCK_ELEMENTS floats at once). 20%
-# margin on the pair part.
-EVAL_BYTES_PER_PAIR_UNIT = 48
-# The share of the free memory an evaluation batch may take (the rest: the split
-# itself, the parameters, a training run's own state, other processes).
-EVAL_MEMORY_SHARE = 0.5
-
-
-def evaluation_bytes_per_sample(num_nodes: int, hidden: int) -> int:
-  """Estimated peak memory of evaluating one problem of `num_nodes` nodes."""
-  triples = min(num_nodes ** 3 * ProcessorConfig.nb_triplet_fts, MAX_PLUS_BLOCK_ELEMENTS)
-  return EVAL_BYTES_PER_PAIR_UNIT * num_nodes ** 2 * hidden + 4 * triples
 
 
 def evaluation_batch_size(requested: int, num_nodes: int, hidden: int, devices: int = 1,
@@ -672,14 +657,27 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after: Optional[in
   finishing (used to test resumption)."""
   # What the run trains and what its config.json says: the method's fixed values applied.
   config = config.validate().as_trained()
+  check_sizes(config)
   check_runnable(config)       # before anything is written: nothing blocks a corrected command
   tracking.check_available(config)
+  check_memory(config)         # nor anything generated: a run that cannot fit is refused first
   run = RunDir(config.out)
   try:
     return _train(run, config, progress, stop_after, method_factory)
   finally:
     run.tracker.close()
     run.unlock()
+
+
+def check_memory(config: TrainConfig):
+  """The run's memory plan against the free memory of its devices (and host):
+  ConfigError, in one line with the nearest settings that fit, when it cannot fit
+  (`nar.memory`). NAR_MEMORY_CHECK=0 turns the refusal off (the plan is an estimate)."""
+  if os.environ.get('NAR_MEMORY_CHECK', '1').lower() in ('0', 'off', 'false', 'no'):
+    return None
+  shared = jax.default_backend() == 'cpu'
+  return check_training_memory(config, free=free_memory_bytes(), devices=len(jax.devices()),
+                               host_free=None if shared else host_free_bytes(), shared=shared)
 
 
 @dataclasses.dataclass

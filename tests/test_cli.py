@@ -123,6 +123,7 @@ def test_train_takes_a_multi_task_run_joined_by_comma_or_plus(given):
 def test_sweep_takes_a_multi_task_run_joined_by_plus_or_comma(monkeypatch, tmp_path):
   """Arguments only (the sweep itself replaced): names separated by spaces are
   separate runs, 'a+b' and 'a,b' the same one multi-task run."""
+  from experiments import protocols
   from experiments import sweep as sw
   asked = []
   monkeypatch.setattr(sw, 'sweep', lambda protocol, algorithms, *a, **k: asked.append(algorithms)
@@ -130,7 +131,7 @@ def test_sweep_takes_a_multi_task_run_joined_by_plus_or_comma(monkeypatch, tmp_p
   assert main(['sweep', '--algorithms', 'bfs', 'insertion_sort,bfs,dfs', 'insertion_sort+bfs',
                '--out', str(tmp_path)]) == 0
   assert asked == [['bfs', 'insertion_sort+bfs+dfs', 'insertion_sort+bfs']]
-  assert sw.algorithm_entries(['dfs,bfs', 'dfs+bfs']) == ['dfs+bfs', 'dfs+bfs']
+  assert protocols.algorithm_entries(['dfs,bfs', 'dfs+bfs']) == ['dfs+bfs', 'dfs+bfs']
 
 
 def test_augment_report_rejects_an_unknown_name_in_one_line(capsys):

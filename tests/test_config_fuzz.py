@@ -200,3 +200,62 @@ def test_training_flags_have_help_with_defaults(capsys):
                         ('--seed', '42'), ('--eval-every', '500'), ('--test-size', '64'),
                         ('--processor', 'triplet_gmpnn')]:
     assert flag in text and f'(default {default})' in text, flag
+
+
+# ----------------------------------------------------- beyond any memory
+# Widths, batches and sizes up to 2^31 - 1: what cannot fit in the (patched) free
+# memory is refused by the memory plan in one line, exit 2, before anything is
+# generated or built (nothing allocates, nothing is killed); what it lets through fits.
+FREE = 8 * 2 ** 30
+counts = st.one_of(st.integers(1, 64), st.integers(1, INT_MAX),
+                   st.sampled_from([INT_MAX, 10 ** 6, 50_000, 4096, 512]))
+sizes = st.one_of(st.integers(4, 64), st.integers(4, INT_MAX), st.sampled_from([100_000, 2048]))
+
+
+_TRAIN_AND_PRINT = cli._train_and_print     # the real one (`trained` replaces it)
+
+
+@pytest.fixture
+def planned(monkeypatch):
+  from nar import data as data_lib
+  from nar import train as train_lib
+  seen = []
+  monkeypatch.setattr(cli, '_train_and_print', _TRAIN_AND_PRINT)
+  monkeypatch.setattr(train_lib, 'free_memory_bytes', lambda device=None: FREE)
+  monkeypatch.setattr(data_lib, 'probe_samples', lambda *a: pytest.fail('data generated'))
+  monkeypatch.setattr(data_lib, 'load_split', lambda *a, **k: pytest.fail('data generated'))
+  monkeypatch.setattr(train_lib, '_train', lambda run, config, *a: seen.append(config) or {
+      'test_size': config.test_size, 'test_score': 0.0})
+  return seen
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(algorithm=st.sampled_from(['bfs', 'insertion_sort', 'floyd_warshall', 'kmp_matcher']),
+       method=st.sampled_from(['baseline', 'hint_relic']), hidden=counts, batch=counts,
+       train_sizes=st.lists(sizes, min_size=1, max_size=3),
+       others=st.dictionaries(st.sampled_from(['relic_critic_hidden', 'augmentations',
+                                               'relic_pairs', 'eval_batch_size', 'prefetch']),
+                              counts, max_size=2),
+       evaluation=st.dictionaries(st.sampled_from(['test_size', 'val_size']), sizes, max_size=1),
+       remat=st.sampled_from(['full', 'none']))
+def test_widths_and_sizes_beyond_memory_are_one_line_never_a_kill(
+    planned, tmp_path_factory, algorithm, method, hidden, batch, train_sizes, others, evaluation,
+    remat):
+  from nar import memory
+  out = tmp_path_factory.mktemp('run') / 'run'
+  argv = ['train', '-a', algorithm, '--method', method, '--hidden', str(hidden),
+          '--batch-size', str(batch), '--out', str(out), '--set', f'train_sizes={train_sizes}',
+          '--set', f'remat="{remat}"']
+  for k, v in {**others, **evaluation}.items():
+    argv += ['--set', f'{k}={v}']
+  before = len(planned)
+  code, err = _main(argv)
+  if code == 0:
+    config = planned[-1]
+    assert len(planned) == before + 1
+    assert memory.plan_training(config, FREE).host <= FREE
+  else:
+    assert code == 2 and len(planned) == before, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('nar: error: ') and 'Traceback' not in err, err
+  assert not out.exists()

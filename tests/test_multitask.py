@@ -238,7 +238,7 @@ def test_multi_task_run_results_and_exact_resume(tmp_path):
 
 def test_report_shows_a_multi_task_run_per_algorithm(tmp_path):
   import json
-  from experiments import sweep as sw
+  from experiments.report import report
   out = tmp_path / 'g'
   single = out / 'bfs' / 'baseline' / 'seed0'
   single.mkdir(parents=True)
@@ -259,7 +259,7 @@ def test_report_shows_a_multi_task_run_per_algorithm(tmp_path):
   (multi / 'evaluations.json').write_text(json.dumps({'128': {
       'score': 0.35, 'checkpoint_step': 6,
       'per_algorithm': {'bfs': {'score': 0.6}, 'dfs': {'score': 0.1}}}}))
-  text = sw.report(str(out), plots=True)
+  text = report(str(out), plots=True)
   head = next(line for line in text.splitlines() if line.startswith('| algorithm | baseline |'))
   assert 'baseline (multi-task)' in head
   bfs = next(line for line in text.splitlines() if line.startswith('| bfs |'))
@@ -289,10 +289,11 @@ def test_cli_takes_algorithms_and_names_the_run_after_them(monkeypatch, capsys):
 
 def test_sweep_entry_joined_with_plus_is_one_multi_task_run(tmp_path):
   import os
+  from experiments import protocols
   from experiments import sweep as sw
-  proto = sw.Protocol('toy-multi', dict(hidden=8, steps=10, eval_every=5), seeds=1,
-                      algorithm_overrides={'dfs': dict(steps=40, eval_every=20),
-                                           'bfs': dict(learning_rate=0.01)})
+  proto = protocols.Protocol('toy-multi', dict(hidden=8, steps=10, eval_every=5), seeds=1,
+                             algorithm_overrides={'dfs': dict(steps=40, eval_every=20),
+                                                  'bfs': dict(learning_rate=0.01)})
   # Each algorithm gets at least its single-task steps, and is validated as often.
   assert proto.settings('insertion_sort+dfs') == dict(hidden=8, steps=80, eval_every=40)
   with pytest.raises(ConfigError, match=r'sets learning_rate differently .*--set learning_rate'):

@@ -130,3 +130,23 @@ def test_errors_that_need_no_data_answer_without_jax_or_dm_clrs(argv, expected, 
   assert out.stdout.strip().splitlines()[-1] == '2 []', out.stdout + out.stderr
   lines = out.stderr.strip().splitlines()
   assert lines[-1].startswith('nar: error: ') and expected in lines[-1], out.stderr
+
+
+def test_string_matchers_need_sizes_their_sampler_can_draw(tmp_path):
+  from nar import sample
+  assert set(preflight.STRING_MATCHERS) == set(sample.STRING_MATCHERS)
+  assert sample.protocol_kwargs('kmp_matcher', 'train')['length_needle'] == (
+      -preflight.LONGEST_NEEDLE)
+  for algorithm in ('kmp_matcher', 'bfs,naive_string_matcher'):
+    with pytest.raises(ConfigError, match='train_sizes needs a size >= 14'):
+      preflight.check_sizes(TrainConfig(algorithm=algorithm, train_sizes=(4, 13)).validate())
+    with pytest.raises(ConfigError, match='val_size needs >= 17'):
+      preflight.check_sizes(TrainConfig(algorithm=algorithm, val_size=16).validate())
+  preflight.check_sizes(TrainConfig(algorithm='kmp_matcher', train_sizes=(4, 14),
+                                    val_size=17).validate())
+  preflight.check_sizes(TrainConfig(algorithm='bfs', train_sizes=(4,)).validate())
+  # The smallest accepted sizes can be drawn (the largest needle included).
+  from nar import data as data_lib
+  for seed in range(20):
+    data_lib.make_train_samples('kmp_matcher', seed, 0, 8, (14,))
+    data_lib.generate_split('naive_string_matcher', 'val', 17, seed, 8)

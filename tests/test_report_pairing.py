@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from experiments import sweep as sw
+from experiments import stats
+from experiments.report import report
 from nar.config import TrainConfig
 
 
@@ -32,35 +33,35 @@ def test_pairs_of_one_backend_and_commit_are_unmarked_and_mixed_ones_marked(tmp_
   for seed, (b, m) in enumerate([(0.5, 0.6), (0.52, 0.61), (0.49, 0.62)]):
     _run(out, 'baseline', seed, b)
     _run(out, 'hint_relic', seed, m)
-  cell = _row(sw.report(str(out), plots=False)).split('|')[-2]
+  cell = _row(report(str(out), plots=False)).split('|')[-2]
   assert '†' not in cell and '‡' not in cell and 'ahead on 3/3' in cell
   out = tmp_path / 'mixed'
   for seed in range(3):
     _run(out, 'baseline', seed, 0.5 + 0.01 * seed, backend='gpu' if seed < 2 else 'cpu')
     _run(out, 'hint_relic', seed, 0.6, commit='abc' if seed else 'def')
-  text = sw.report(str(out), plots=False)
+  text = report(str(out), plots=False)
   assert _row(text).rstrip().endswith('†‡ |')
   assert '† pairs runs of different backends' in text and '‡ pairs runs whose code' in text
   # Told the code versions compute the same: the backend mark stays.
-  told = sw.report(str(out), plots=False, equivalent_code=True)
+  told = report(str(out), plots=False, equivalent_code=True)
   assert _row(told).rstrip().endswith('† |')
   # A modified tree is another code version.
   out = tmp_path / 'modified'
   for seed in range(3):
     _run(out, 'baseline', seed, 0.5 + 0.01 * seed, modified=seed == 1)
     _run(out, 'hint_relic', seed, 0.6)
-  assert _row(sw.report(str(out), plots=False)).rstrip().endswith('‡ |')
+  assert _row(report(str(out), plots=False)).rstrip().endswith('‡ |')
 
 
 def test_holm_adjusts_over_the_family():
-  tests = [sw.PairedTest([1.0], None, p) for p in (0.01, 0.04, 0.03, None)]
-  sw.holm(tests)
+  tests = [stats.PairedTest([1.0], None, p) for p in (0.01, 0.04, 0.03, None)]
+  stats.holm(tests)
   # sorted 0.01, 0.03, 0.04 over 3 tests: 0.03, max(0.03, 0.06), max(0.06, 0.04)
   assert tests[3].holm_p is None
   assert [t.holm_p for t in tests[:3]] == pytest.approx([0.03, 0.06, 0.06])
-  test = sw.paired_test({0: 3.0, 1: 5.0, 2: 4.0}, {0: 1.0, 1: 1.0, 2: 1.0})
-  from scipy import stats
-  assert test.p == pytest.approx(stats.ttest_rel([3, 5, 4], [1, 1, 1]).pvalue)
+  test = stats.paired_test({0: 3.0, 1: 5.0, 2: 4.0}, {0: 1.0, 1: 1.0, 2: 1.0})
+  from scipy import stats as scipy_stats
+  assert test.p == pytest.approx(scipy_stats.ttest_rel([3, 5, 4], [1, 1, 1]).pvalue)
 
 
 def test_runs_trained_as_the_supervised_variant_are_named_so(tmp_path):
@@ -73,7 +74,7 @@ def test_runs_trained_as_the_supervised_variant_are_named_so(tmp_path):
     _run(out, 'hint_relic', seed, 0.6, config=v1)
     _run(out, 'hint_relic', seed, 0.7, config=v1, column='hint_relic@relic_lambda=1.0')
     _run(out, 'hint_relic', seed, 0.8, config={**v1, 'schema': 2}, column='v2')  # as written
-  text = sw.report(str(out), plots=False)
+  text = report(str(out), plots=False)
   head = next(line for line in text.splitlines() if line.startswith('| algorithm | baseline'))
   assert '| hint_relic_supervised |' in head
   assert '| hint_relic_supervised@relic_lambda=1.0 |' in head and '| hint_relic |' in head
@@ -89,6 +90,6 @@ def test_the_report_shows_invariance_beside_the_ood_score(tmp_path):
                                                    'retrieval_critic': 1.0, 'agreement': 0.9,
                                                    'similarity_partner': 0.99,
                                                    'similarity_other': 0.5})
-  text = sw.report(str(out), plots=False)
+  text = report(str(out), plots=False)
   assert '| bfs | baseline | 2 | 0.900 | n/a | 0.800 | 0.950 | 0.700 | 50.00 |' in text
   assert '| bfs | hint_relic | 2 | 0.985 | 1.000 | 0.900 | 0.990 | 0.500 | 60.00 |' in text

@@ -315,6 +315,7 @@ def test_no_hint_baseline_trains_scores_and_is_a_report_column(tmp_path):
   is tested; a sweep's `--vary hint_mode=none` is its own column in the report,
   compared with the baseline."""
   from experiments import sweep as sw
+  from experiments.report import report
   out = str(tmp_path / 'grid')
   tiny = dict(steps=2, hidden=8, batch_size=4, eval_every=1, train_sizes=[4], val_samples=4,
               test_samples=4, test_size=6, eval_batch_size=4, cache_dir=str(tmp_path / 'cache'))
@@ -329,7 +330,7 @@ def test_no_hint_baseline_trains_scores_and_is_a_report_column(tmp_path):
                    if json.loads(x)['kind'] == 'train']
   assert train_records and all(not any(k.startswith('hint/') for k in r) for r in train_records)
   assert any(k.startswith('output/') for k in train_records[0])
-  text = sw.report(out, plots=False)
+  text = report(out, plots=False)
   header = next(line for line in text.splitlines() if line.startswith('| algorithm |'))
   assert '| baseline |' in header and 'baseline@hint_mode=none' in header
 

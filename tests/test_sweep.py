@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
+from experiments import protocols, runner, scores, stats
 from experiments import sweep as sw
+from experiments.report import report
 from nar.config import ConfigError
 
 TINY = dict(steps=2, hidden=8, batch_size=4, eval_every=1, train_sizes=[4], val_samples=4,
@@ -29,7 +31,7 @@ def test_sweep_skips_finished_runs_and_reports(tmp_path):
   assert again[sw.run_dir(out, 'bfs', 'baseline', 0)] == 'already finished'
   assert again[killed].startswith('done')
   assert os.stat(kept).st_mtime_ns == before
-  text = sw.report(out)
+  text = report(out)
   assert '| bfs |' in text and '(2)' in text and '99.73' in text
   assert os.path.exists(os.path.join(out, 'ood_scores.png'))
   assert os.path.exists(os.path.join(out, 'validation_curves.png'))
@@ -40,7 +42,7 @@ def test_sweep_skips_finished_runs_and_reports(tmp_path):
 def test_in_process_run_output_is_kept_in_its_log_with_progress_refreshes_thinned():
   import io
   screen, log = io.StringIO(), io.StringIO()
-  tee = sw._TeeToLog(screen, log)
+  tee = runner._TeeToLog(screen, log)
   tee.write('[nar] bfs: baseline\n')
   for k in range(5):                # a progress bar refreshing in place
     tee.write(f'\rbfs: {k}/5')
@@ -57,14 +59,14 @@ def test_incomplete_grid_is_reported_as_such(tmp_path):
   json.dump({'algorithm': 'bfs', 'method': 'baseline', 'seed': 0, 'test_score': 0.9},
             open(d / 'results.json', 'w'))
   json.dump({'seeds': 3}, open(out / 'sweep.json', 'w'))
-  text = sw.report(str(out), plots=False)
+  text = report(str(out), plots=False)
   assert '*incomplete*' in text and 'n/a' in text
   for seed in range(3):
     d = out / 'dfs' / 'baseline' / f'seed{seed}'
     d.mkdir(parents=True)
     json.dump({'algorithm': 'dfs', 'method': 'baseline', 'seed': seed, 'test_score': 0.2},
               open(d / 'results.json', 'w'))
-  family = next(line for line in sw.report(str(out), plots=False).splitlines()
+  family = next(line for line in report(str(out), plots=False).splitlines()
                 if line.startswith('| graphs |'))
   assert '| 20.00 (1/12: dfs) |' in family       # bfs (1 of 3 seeds) left out, and named
 
@@ -73,7 +75,7 @@ def test_a_protocols_long_run_algorithms_take_their_own_seed_count(tmp_path):
   """mid gives quicksort (runs of ~30 minutes here) 3 seeds, the others 5: a sweep
   without --seeds runs that many, and the report calls 3 quicksort seeds complete
   while 3 kadane seeds are not."""
-  mid = sw.get_protocol('mid')
+  mid = protocols.get_protocol('mid')
   assert (mid.seeds_for('quicksort'), mid.seeds_for('binary_search')) == (3, 5)
   assert mid.seeds_for('quicksort+binary_search') == 3
   cells = sw.grid(['quicksort', 'binary_search'], ['baseline'], mid.seeds_for)
@@ -88,27 +90,28 @@ def test_a_protocols_long_run_algorithms_take_their_own_seed_count(tmp_path):
                 open(d / 'results.json', 'w'))
   json.dump({'protocol': 'mid', 'seeds': 5}, open(out / 'sweep.json', 'w'))
   rows = {}
-  for line in sw.report(str(out), plots=False).splitlines():       # the first table: OOD
+  for line in report(str(out), plots=False).splitlines():       # the first table: OOD
     if line.startswith(('| quicksort |', '| find_maximum_subarray_kadane |')):
       rows.setdefault(line.split('|')[1].strip(), line)
   assert '*incomplete*' not in rows['quicksort'] and '(3)' in rows['quicksort']
   assert '*incomplete*' in rows['find_maximum_subarray_kadane']
   # A grid asked for fewer seeds than the protocol's exception: the grid's count.
   json.dump({'protocol': 'mid', 'seeds': 2}, open(out / 'sweep.json', 'w'))
-  assert '(3) *incomplete*' not in sw.report(str(out), plots=False)
+  assert '(3) *incomplete*' not in report(str(out), plots=False)
   with pytest.raises(ConfigError, match='algorithm_seeds'):
-    sw.register_protocol(sw.Protocol(name='bad', overrides={}, seeds=1,
-                                     algorithm_seeds={'quicksort': 0}))
+    protocols.register_protocol(protocols.Protocol(name='bad', overrides={}, seeds=1,
+                                                   algorithm_seeds={'quicksort': 0}))
   with pytest.raises(ConfigError, match='bogosort'):
-    sw.register_protocol(sw.Protocol(name='bad', overrides={}, seeds=1,
-                                     algorithm_seeds={'bogosort': 2}))
-  assert 'bad' not in sw.PROTOCOLS
+    protocols.register_protocol(protocols.Protocol(name='bad', overrides={}, seeds=1,
+                                                   algorithm_seeds={'bogosort': 2}))
+  assert 'bad' not in protocols.PROTOCOLS
 
 
 def test_a_sweep_without_seeds_runs_the_protocols_count_for_each_algorithm(tmp_path, monkeypatch):
-  monkeypatch.setattr(sw, 'PROTOCOLS', dict(sw.PROTOCOLS))     # registry restored afterwards
-  sw.register_protocol(sw.Protocol(name='toy', overrides=TINY, seeds=2,
-                                   algorithm_seeds={'bfs': 1}))
+  # The registry restored afterwards.
+  monkeypatch.setattr(protocols, 'PROTOCOLS', dict(protocols.PROTOCOLS))
+  protocols.register_protocol(protocols.Protocol(name='toy', overrides=TINY, seeds=2,
+                                                 algorithm_seeds={'bfs': 1}))
   out = str(tmp_path / 'grid')
   done = sw.sweep('toy', ['bfs'], ['baseline'], None, out,
                   overrides={'cache_dir': str(tmp_path / 'cache')}, progress=False)
@@ -230,7 +233,7 @@ def test_vary_runs_every_value_as_its_own_report_column(tmp_path):
   with open(os.path.join(sw.run_dir(out, 'bfs', 'baseline', 0, {'hidden': 16}),
                          'config.json')) as f:
     assert json.load(f)['hidden'] == 16
-  text = sw.report(out, plots=False)
+  text = report(out, plots=False)
   header = next(line for line in text.splitlines() if line.startswith('| algorithm |'))
   assert 'baseline@hidden=8 |' in header and 'baseline@hidden=16 |' in header
   with pytest.raises(ConfigError, match='unknown configuration key'):
@@ -275,7 +278,7 @@ def test_report_names_the_column_with_the_highest_validation_not_test_score(tmp_
       json.dump({'algorithm': 'insertion_sort', 'method': 'hint_relic', 'seed': seed,
                  'test_score': test, 'best_val': {'score': val - 0.01 * seed, 'step': 5}},
                 open(d / 'results.json', 'w'))
-  text = sw.report(str(out), plots=False)
+  text = report(str(out), plots=False)
   row = next(line for line in text.splitlines()
              if line.startswith('| insertion_sort |') and 'val' not in line and '+-' in line
              and line.rstrip().endswith('| hint_relic@relic_temperature=0.5 |'))
@@ -290,7 +293,7 @@ def test_family_difference_is_over_the_algorithms_both_methods_have(tmp_path):
     d.mkdir(parents=True)
     json.dump({'algorithm': algorithm, 'method': method, 'seed': 0, 'test_score': score},
               open(d / 'results.json', 'w'))
-  family = next(line for line in sw.report(str(out), plots=False).splitlines()
+  family = next(line for line in report(str(out), plots=False).splitlines()
                 if line.startswith('| graphs |'))
   # The raw family means (50 vs 80) would read as Hint-ReLIC ahead; over the one
   # algorithm both have, it is 10 points behind.
@@ -299,32 +302,47 @@ def test_family_difference_is_over_the_algorithms_both_methods_have(tmp_path):
 
 
 def test_a_registered_protocol_configures_runs(tmp_path, monkeypatch):
-  monkeypatch.setattr(sw, 'PROTOCOLS', dict(sw.PROTOCOLS))     # registry restored afterwards
-  toy = sw.register_protocol(sw.Protocol(
+  # The registry restored afterwards.
+  monkeypatch.setattr(protocols, 'PROTOCOLS', dict(protocols.PROTOCOLS))
+  toy = protocols.register_protocol(protocols.Protocol(
       name='toy', overrides=dict(hidden=8, steps=20, relic_lambda=0.5), seeds=2,
       algorithm_overrides={'dfs': dict(steps=40)}, description='a test protocol'))
-  assert sw.get_protocol('toy') is toy and list(sw.PROTOCOLS)[-1] == 'toy'
+  assert protocols.get_protocol('toy') is toy and list(protocols.PROTOCOLS)[-1] == 'toy'
   bfs = sw.make_config('toy', 'bfs', 'hint_relic', 1, str(tmp_path), {'batch_size': 4})
   assert (bfs.hidden, bfs.steps, bfs.relic_lambda, bfs.batch_size, bfs.seed) == (8, 20, 0.5, 4, 1)
   assert bfs.out == sw.run_dir(str(tmp_path), 'bfs', 'hint_relic', 1)
   assert sw.make_config('toy', 'dfs', 'baseline', 0, str(tmp_path), {}).steps == 40
   assert sw.make_config('toy', 'dfs', 'baseline', 0, str(tmp_path), {}, {'steps': 3}).steps == 3
   with pytest.raises(ConfigError, match='already registered'):
-    sw.register_protocol(sw.Protocol(name='toy', overrides={}, seeds=1))
+    protocols.register_protocol(protocols.Protocol(name='toy', overrides={}, seeds=1))
   for bad, match in ((dict(overrides={'hiden': 8}), 'hiden'),
                      (dict(overrides={'seed': 3}), 'seed'),
                      (dict(overrides={}, algorithm_overrides={'bogosort': {}}), 'bogosort'),
                      (dict(overrides={}, seeds=0), 'seeds')):
     with pytest.raises(ConfigError, match=match):
-      sw.register_protocol(sw.Protocol(**{'name': 'bad', 'seeds': 1, **bad}))
-  assert 'bad' not in sw.PROTOCOLS
+      protocols.register_protocol(protocols.Protocol(**{'name': 'bad', 'seeds': 1, **bad}))
+  assert 'bad' not in protocols.PROTOCOLS
+
+
+def test_the_names_that_moved_out_of_the_sweep_module_are_still_importable_from_it():
+  """Protocols, the report and its statistics left experiments/sweep.py (issue 43):
+  a script that imports them from there gets the same objects."""
+  from experiments import report as report_module
+  moved = {protocols: ('Protocol', 'PROTOCOLS', 'register_protocol', 'get_protocol',
+                       'TRIPLET_GMPNN', 'MULTI_TASK_JOIN', 'algorithm_entries'),
+           runner: ('compile_signature',), scores: ('collect',), report_module: ('report',),
+           stats: ('PairedTest', 'paired_test', 'holm', 't_interval', 'format_test')}
+  for module, names in moved.items():
+    for name in names:
+      assert getattr(sw, name) is getattr(module, name), name
+  assert all(hasattr(sw, name) for name in sw.__all__)
 
 
 def test_the_protocols_of_the_committed_results_are_unchanged(tmp_path):
   # results/ holds runs of these settings: `nar sweep` recognises a finished run
   # only if its protocol still gives the settings it ran with.
   assert {name: (p.overrides, p.seeds, p.algorithm_overrides)
-          for name, p in sw.PROTOCOLS.items() if name in ('paper', 'cpu')} == {
+          for name, p in protocols.PROTOCOLS.items() if name in ('paper', 'cpu')} == {
       'paper': (dict(hidden=128, batch_size=32, steps=10_000, eval_every=50, test_size=64), 10,
                 {}),
       'cpu': (dict(hidden=32, batch_size=16, steps=500, eval_every=100, test_size=64), 3,
@@ -375,7 +393,7 @@ def test_ctrl_c_of_a_parallel_sweep_starts_no_further_run(tmp_path, monkeypatch)
       raise KeyboardInterrupt       # as the main thread gets it from the terminal
     time.sleep(0.3)
     return config.out, 'done, OOD 1.0000'
-  monkeypatch.setattr(sw, '_run_in_subprocess', fake_run)
+  monkeypatch.setattr(runner, '_run_in_subprocess', fake_run)
   with pytest.raises(KeyboardInterrupt):
     sw.sweep('cpu', ['bfs'], ['baseline'], 8, str(tmp_path / 'grid'), workers=2,
              overrides=TINY, progress=False)
@@ -389,18 +407,28 @@ def test_hint_relic_sweep_on_an_algorithm_without_rule_stops_before_running(tmp_
   assert not os.path.exists(tmp_path / 'grid' / 'bfs')
 
 
+def test_a_sweep_with_a_cell_that_cannot_fit_stops_before_running(tmp_path, monkeypatch):
+  from nar import train as train_lib
+  monkeypatch.setattr(train_lib, 'free_memory_bytes', lambda device=None: 4 * 2 ** 30)
+  with pytest.raises(ConfigError, match='needs about .* GiB .*nearest settings that fit'):
+    sw.sweep('cpu', ['bfs'], ['baseline'], 1, str(tmp_path / 'grid'), progress=False,
+             overrides={**TINY, 'hidden': 50000})
+  assert not os.path.exists(tmp_path / 'grid' / 'bfs')
+
+
 def test_t_interval_matches_students_t():
-  lo, hi = sw.t_interval([1.0, 2.0, 3.0])
+  lo, hi = stats.t_interval([1.0, 2.0, 3.0])
   # mean 2, std 1, t(0.975, 2 dof) = 4.303: half-width 4.303 / sqrt(3)
   assert lo == pytest.approx(2 - 4.303 / 3 ** 0.5) and hi == pytest.approx(2 + 4.303 / 3 ** 0.5)
-  assert sw.t_interval([5.0]) is None
+  assert stats.t_interval([5.0]) is None
   try:
-    from scipy import stats
+    from scipy import stats as scipy_stats
   except ImportError:
     return
   xs = [0.3, -1.2, 2.5, 0.9, 1.1]
-  ref = stats.t.interval(0.95, len(xs) - 1, loc=sum(xs) / len(xs), scale=stats.sem(xs))
-  assert sw.t_interval(xs) == pytest.approx(ref, abs=1e-3)
+  ref = scipy_stats.t.interval(0.95, len(xs) - 1, loc=sum(xs) / len(xs),
+                               scale=scipy_stats.sem(xs))
+  assert stats.t_interval(xs) == pytest.approx(ref, abs=1e-3)
 
 
 def test_report_shows_paired_intervals_and_ood_against_test_size(tmp_path):
@@ -414,7 +442,7 @@ def test_report_shows_paired_intervals_and_ood_against_test_size(tmp_path):
                 open(d / 'results.json', 'w'))
       json.dump({'16': {'score': base + 0.3}, '128': {'score': base - 0.2 - 0.01 * seed}},
                 open(d / 'evaluations.json', 'w'))
-  text = sw.report(str(out), plots=True)
+  text = report(str(out), plots=True)
   row = next(line for line in text.splitlines() if line.startswith('| bfs |') and '(3)' in line)
   # Every seed exactly +10 points: interval of zero width.
   # p of a constant difference is 0; the runs record no code version: marked.
@@ -431,7 +459,7 @@ def test_report_shows_paired_intervals_and_ood_against_test_size(tmp_path):
   # and leaves the ones in the results directory alone.
   before = (out / 'ood_vs_size.png').stat().st_mtime_ns
   elsewhere = tmp_path / 'review' / 'report.md'
-  sw.report(str(out), str(elsewhere), plots=True)
+  report(str(out), str(elsewhere), plots=True)
   assert {'ood_scores.png', 'validation_curves.png', 'ood_vs_size.png'} <= set(
       os.listdir(tmp_path / 'review'))
   assert (out / 'ood_vs_size.png').stat().st_mtime_ns == before
@@ -452,7 +480,7 @@ def test_report_compares_each_method_with_the_baselines_variants(tmp_path):
   d.mkdir(parents=True)
   json.dump({'algorithm': 'dfs', 'method': 'hint_relic', 'seed': 0, 'test_size': 64,
              'test_score': 0.3, 'best_val': {'score': 0.9, 'step': 5}}, open(d / 'results.json', 'w'))
-  lines = sw.report(str(out), plots=False).splitlines()
+  lines = report(str(out), plots=False).splitlines()
   head = lines.index('| algorithm | hint_relic - baseline@batch_size=64 |')
   assert lines[head + 2] == '| bfs | +6.00 [+3.52, +8.48] (ahead on 3/3) p=0.0091, Holm=0.0091 **claim**‡ |'
   assert not lines[head + 3].startswith('| dfs')
@@ -470,21 +498,22 @@ def test_report_compares_a_method_with_its_ablations(tmp_path):
       json.dump({'algorithm': 'bfs', 'method': method, 'seed': seed, 'test_size': 64,
                  'test_score': base + 0.01 * seed * (method == 'hint_relic'),
                  'best_val': {'score': 0.9, 'step': 5}}, open(d / 'results.json', 'w'))
-  lines = sw.report(str(out), plots=False).splitlines()
+  lines = report(str(out), plots=False).splitlines()
   head = lines.index('| algorithm | hint_relic - twins_only |')
   assert lines[head + 2] == '| bfs | +3.00 [+0.52, +5.48] (ahead on 3/3) p=0.035, Holm=0.035 **claim**‡ |'
   for seed in (0, 1, 2):              # evaluated at a second size: the curve table pairs them too
     for method in ('baseline', 'twins_only', 'hint_relic'):
       json.dump({'32': {'score': 0.7 + 0.05 * (method == 'hint_relic')}},
                 open(out / 'bfs' / method / f'seed{seed}' / 'evaluations.json', 'w'))
-  text = sw.report(str(out), plots=False)
+  text = report(str(out), plots=False)
   assert ('| algorithm | n | baseline | hint_relic | twins_only | hint_relic - baseline | '
           'twins_only - baseline | hint_relic - twins_only |') in text
   assert ('| bfs | 32 | 70.00 +- 0.00 (3) | 75.00 +- 0.00 (3) | 70.00 +- 0.00 (3) | +5.00 [+5.00, '
           '+5.00] p<1e-4, Holm<1e-4 **claim**‡ | +0.00 [+0.00, +0.00] p=1, Holm=1‡ | +5.00 [+5.00, '
           '+5.00] p<1e-4, Holm<1e-4 **claim**‡ |') in text
-  assert sw._comparison_pairs(['baseline', 'hint_relic']) == []
-  assert sw._comparison_pairs(['baseline', 'baseline@batch_size=64', 'hint_relic', 'twins_only']) == [
+  assert scores._comparison_pairs(['baseline', 'hint_relic']) == []
+  assert scores._comparison_pairs(['baseline', 'baseline@batch_size=64', 'hint_relic',
+                                   'twins_only']) == [
       ('hint_relic', 'baseline@batch_size=64'), ('twins_only', 'baseline@batch_size=64'),
       ('hint_relic', 'twins_only')]
 
@@ -513,8 +542,8 @@ def _fake_runs(monkeypatch, leader_validates=True):
           events.append(('ended', config.out))
         return config.out, 'FAILED (exit code 1; see train.log)'
     return config.out, 'done, OOD 1.0000'
-  monkeypatch.setattr(sw, '_run_in_subprocess', fake_run)
-  monkeypatch.setattr(sw, '_POLL_S', 0.05)
+  monkeypatch.setattr(runner, '_run_in_subprocess', fake_run)
+  monkeypatch.setattr(runner, '_POLL_S', 0.05)
   monkeypatch.delenv('NAR_COMPILE_CACHE', raising=False)
   return events
 
@@ -557,9 +586,10 @@ def test_followers_start_when_their_leader_fails_and_warmup_can_be_turned_off(
 def test_compile_signature_ignores_seed_and_execution_settings_only():
   make = lambda seed, **kw: sw.make_config('mid', 'insertion_sort', 'hint_relic', seed, '/tmp/g',
                                            kw)
-  assert sw.compile_signature(make(0)) == sw.compile_signature(make(3, sampling_processes=2))
-  assert sw.compile_signature(make(0)) != sw.compile_signature(make(0, hidden=32))
-  assert sw.compile_signature(make(0)) != sw.compile_signature(
+  assert runner.compile_signature(make(0)) == runner.compile_signature(
+      make(3, sampling_processes=2))
+  assert runner.compile_signature(make(0)) != runner.compile_signature(make(0, hidden=32))
+  assert runner.compile_signature(make(0)) != runner.compile_signature(
       sw.make_config('mid', 'insertion_sort', 'baseline', 0, '/tmp/g', {}))
 
 
@@ -588,6 +618,6 @@ def test_report_says_a_one_seed_difference_has_no_interval(tmp_path):
     json.dump({'algorithm': 'bfs', 'method': method, 'seed': 0, 'test_size': 64,
                'test_score': score, 'best_val': {'score': 0.9, 'step': 5}},
               open(d / 'results.json', 'w'))
-  text = sw.report(str(out), plots=False)
+  text = report(str(out), plots=False)
   row = next(line for line in text.splitlines() if line.startswith('| bfs |') and '(1)' in line)
   assert row.rstrip().endswith('| +20.00 [no interval: 1 seed] (ahead on 1/1)‡ |')
