@@ -179,7 +179,7 @@ def _our_stepper(spec, config, batches):
   """(one training step of our baseline, its inputs for the same `batches`)."""
   import jax
   from nar import methods
-  from nar import train as T
+  from nar import run_model as T
   method = methods.get(config, spec)
   net = T.build_network(config, spec, batches[0])
   optimizer = T.make_optimizer(config)
@@ -230,7 +230,7 @@ def bench_trainer_shapes(algorithm: str, *, hidden: int, batch_size: int, cycles
   import jax
   from nar import data as data_lib
   from nar import methods
-  from nar import train as T
+  from nar import run_model as T
   from nar.compilation import Precompiler
   from nar.config import TrainConfig
   from nar.sample import processed_spec
@@ -281,7 +281,7 @@ def _relic_update(cfg, spec, sample_sets, placement):
   """A jitted Hint-ReLIC training step of `cfg` and its placed items."""
   import jax
   from nar import methods
-  from nar import train as T
+  from nar import run_model as T
   method = methods.get(cfg, spec)
   # Padded as in training at this size (the padding plans' shapes).
   size = cfg.train_sizes[0]
@@ -306,7 +306,7 @@ def _bench_relic(algorithm, config, spec, sample_sets, repeats) -> dict:
   twins alone, no contrast), and the one-step twins (the twin side from one
   processor step per valid pair; the twins not supervised, relic_beta = 0)."""
   import dataclasses
-  from nar import train as T
+  from nar import run_model as T
   from nar.methods import Baseline
   placement = T.Placement.create(config.batch_size)
   baseline = Baseline(config, spec)
@@ -370,7 +370,7 @@ def bench_roofline(algorithm: str, *, hidden: int, batch_size: int, size: int,
   host-side sampling and padding of a batch; achieved FLOP/s against `peak`."""
   import jax
   from experiments import flops
-  from nar import train as T
+  from nar import run_model as T
   from nar.config import TrainConfig
   from nar.methods import Baseline
   from nar.sample import processed_spec
@@ -452,7 +452,7 @@ def bench_evaluation(algorithm: str, *, hidden: int, batch_size: int, size: int,
   import jax
   import clrs
   from nar import data as data_lib
-  from nar import train as T
+  from nar import run_model as T
   from nar.config import TrainConfig
   from nar.sample import processed_spec
 
@@ -492,7 +492,7 @@ def bench_multi_task(algorithms, *, hidden: int, batch_size: int, size: int, num
   batches; then the interleaved cycle (one step of each, as `nar train` runs it)
   against the sum of the single-task steps."""
   import jax
-  from nar import train as T
+  from nar import run_model as T
   from nar.batching import pad_samples
   from nar.config import TrainConfig
   from nar.data import make_train_samples

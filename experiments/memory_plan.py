@@ -115,7 +115,7 @@ def xla(configs) -> None:
   import numpy as np
   from nar import memory
   from nar.batching import Batch
-  from nar.train import Placement, build_run_model, make_optimizer, make_update
+  from nar.run_model import Placement, build_run_model, make_optimizer, make_update
   for overrides in configs:
     config = _config(overrides, tempfile.mkdtemp())
     model = build_run_model(config)

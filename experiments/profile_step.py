@@ -54,7 +54,7 @@ def profile(algorithm: str, *, hidden: int, batch_size: int, size: int, steps: i
   step, phase, kind)] largest first, 'total_s': op seconds a step (all threads)}."""
   import jax
   from nar import methods
-  from nar import train as T
+  from nar import run_model as T
   from nar.config import TrainConfig
   from nar.sample import processed_spec
 

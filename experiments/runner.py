@@ -50,7 +50,8 @@ class _TeeToLog:
 def _run_in_process(config: TrainConfig, progress: bool):
   """One run in this process, its output also appended to <run dir>/train.log."""
   import contextlib
-  from nar.train import RunInUseError, train
+  from nar.errors import RunInUseError
+  from nar.train import train
   os.makedirs(config.out, exist_ok=True)
   with open(os.path.join(config.out, 'train.log'), 'a') as log, \
        contextlib.redirect_stdout(_TeeToLog(sys.stdout, log)), \
@@ -91,7 +92,7 @@ _NOT_COMPILED = ('seed', 'out', 'steps', 'prefetch', 'log_every', 'sampling_proc
 def compile_signature(config: TrainConfig) -> str:
   """Runs with equal signatures compile the same XLA programs (they differ only in
   seed or in how they are executed), so JAX's persistent compilation cache
-  (`nar.train.enable_compilation_cache`) serves the second one what the first compiled."""
+  (`nar.run_model.enable_compilation_cache`) serves the second one what the first compiled."""
   d = config.to_json()
   for key in _NOT_COMPILED:
     d.pop(key, None)

@@ -77,7 +77,7 @@ def cmd_evaluate(args) -> int:
     if args.invariance:
       print(json.dumps(_invariance(args), indent=1))
       return 0
-    from nar.train import evaluate_run_sizes
+    from nar.eval_run import evaluate_run_sizes
     res = [r for run_dir in args.run_dir
            for r in evaluate_run_sizes(run_dir, args.size, progress=not args.quiet,
                                        num_samples=args.samples)]
@@ -88,7 +88,7 @@ def cmd_evaluate(args) -> int:
 
 def _invariance(args):
   """`nar evaluate RUN --invariance`: one result per run directory."""
-  from nar.train import evaluate_invariance
+  from nar.eval_run import evaluate_invariance
   res = [{'run': run_dir, **evaluate_invariance(run_dir, num_samples=args.samples or 64,
                                                  pairs_per_twin=args.pairs,
                                                  progress=not args.quiet)}

@@ -57,7 +57,7 @@ def read_invariance(run_dir: str) -> Optional[dict]:
 
 
 def record_invariance(run_dir: str, result: dict) -> None:
-  """Keeps `result` (`nar.train.evaluate_invariance`) in the run's file, beside
+  """Keeps `result` (`nar.eval_run.evaluate_invariance`) in the run's file, beside
   its evaluations at other sizes (the newest measurement wins).
 
   Raises:

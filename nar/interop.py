@@ -151,7 +151,7 @@ def network_template(model) -> dict:
   """The shapes of the parameters of a run's network alone (dm-clrs's tree:
   no method's own parameters, such as Hint-ReLIC's critics), traced only."""
   import jax
-  from nar.train import init_network
+  from nar.run_model import init_network
   key = jax.random.PRNGKey(0)
   if model.multi_task:
     return jax.eval_shape(lambda: init_network(model.net, key, model.examples))
@@ -166,7 +166,7 @@ def export_run(run_dir: str, path: str) -> dict:
   critics, are left out: dm-clrs has no use for them), a fresh optimizer state
   (the best checkpoint keeps parameters only) and the run's configuration."""
   from nar import checkpoint as ckpt
-  from nar.train import build_run_model, make_optimizer
+  from nar.run_model import build_run_model, make_optimizer
   config_path = os.path.join(run_dir, 'config.json')
   if not os.path.exists(config_path):
     raise RunError(f'{run_dir} is not a run directory (no config.json)')
@@ -248,7 +248,8 @@ def evaluate_params_sizes(params: Union[dict, DmClrsFile],
   """`evaluate_params` at each of `sizes` (the network is built once)."""
   import jax
   from nar import data as data_lib
-  from nar.train import build_run_model, evaluate_split
+  from nar.eval_run import evaluate_split
+  from nar.run_model import build_run_model
   file = params if isinstance(params, DmClrsFile) else DmClrsFile(
       params, len({m.group(1) for m in map(_ALGO.search, params) if m}) or 1)
   names = [algorithm] if isinstance(algorithm, str) else list(algorithm or [])

@@ -1,7 +1,7 @@
 """Experiment tracking: the records of metrics.jsonl, also as TensorBoard or W&B curves.
 
 metrics.jsonl stays the run's own record (what `nar report` reads, what resumes);
-a tracker receives each record as it is written there (`nar.train.RunDir`) and
+a tracker receives each record as it is written there (`nar.run_dir.RunDir`) and
 shows the same numbers where researchers watch training curves. Chosen by the
 `log` setting (`--log tensorboard,wandb`), off by default; the libraries are
 optional extras (`pip install "nar-hint-relic[tensorboard,wandb]"`).

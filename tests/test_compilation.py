@@ -12,6 +12,7 @@ import pytest
 
 from nar import compilation
 from nar import model as model_lib
+from nar import run_programs
 from nar import train as train_module
 from nar.compilation import CompileLog, Precompiler
 from nar.config import TrainConfig
@@ -230,7 +231,7 @@ def test_another_process_reads_the_traced_programs_and_trains_the_same(tmp_path,
                        cache_dir=str(tmp_path / 'cache')).validate()
 
   def forget():
-    train_module._JITTED.clear()
+    run_programs._JITTED.clear()
     ProgramStore._compiled.clear()
   monkeypatch.setenv('NAR_COMPILE_CACHE', str(tmp_path / 'xla'))    # this test's own
   forget()

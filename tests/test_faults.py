@@ -328,29 +328,29 @@ def test_evaluation_batch_shrinks_to_the_free_memory_and_scores_do_not_change(en
   """The evaluation batch is capped by the free memory (same scores: the batch
   only groups samples); where not one sample fits, a clear error, not an
   out-of-memory kill."""
-  from nar import train as train_lib
+  from nar import eval_run     # where the evaluation batch is sized: the patches go there
   from nar.errors import RunError
-  per_sample = train_lib.evaluation_bytes_per_sample(12, 16)
-  assert train_lib.evaluation_batch_size(32, 12, 16, free_bytes=None) == 32
-  assert train_lib.evaluation_batch_size(32, 12, 16, free_bytes=10 * per_sample) == 5
-  assert train_lib.evaluation_batch_size(32, 12, 16, devices=2, free_bytes=3 * per_sample) == 2
-  assert train_lib.evaluation_batch_size(4, 12, 16, free_bytes=10 ** 12) == 4
+  per_sample = eval_run.evaluation_bytes_per_sample(12, 16)
+  assert eval_run.evaluation_batch_size(32, 12, 16, free_bytes=None) == 32
+  assert eval_run.evaluation_batch_size(32, 12, 16, free_bytes=10 * per_sample) == 5
+  assert eval_run.evaluation_batch_size(32, 12, 16, devices=2, free_bytes=3 * per_sample) == 2
+  assert eval_run.evaluation_batch_size(4, 12, 16, free_bytes=10 ** 12) == 4
   with pytest.raises(RunError, match=r'evaluating problems of 12 nodes at hidden 16 needs'):
-    train_lib.evaluation_batch_size(32, 12, 16, free_bytes=per_sample)
+    eval_run.evaluation_batch_size(32, 12, 16, free_bytes=per_sample)
   out = tmp_path / 'run'
   shutil.copytree(env['reference'], out)
   hidden = json.loads((out / 'config.json').read_text())['hidden']
-  full = train_lib.evaluate_run(str(out), size=12, progress=False, num_samples=8, record=False)
+  full = eval_run.evaluate_run(str(out), size=12, progress=False, num_samples=8, record=False)
   seen = []
-  real = train_lib.evaluation_batch_size
-  monkeypatch.setattr(train_lib, 'evaluation_batch_size',
+  real = eval_run.evaluation_batch_size
+  monkeypatch.setattr(eval_run, 'evaluation_batch_size',
                       lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
-  monkeypatch.setattr(train_lib, 'free_memory_bytes',
-                      lambda device=None: int(3 * train_lib.evaluation_bytes_per_sample(12, hidden)
-                                              / train_lib.EVAL_MEMORY_SHARE))
-  small = train_lib.evaluate_run(str(out), size=12, progress=False, num_samples=8, record=False)
+  monkeypatch.setattr(eval_run, 'free_memory_bytes',
+                      lambda device=None: int(3 * eval_run.evaluation_bytes_per_sample(12, hidden)
+                                              / eval_run.EVAL_MEMORY_SHARE))
+  small = eval_run.evaluate_run(str(out), size=12, progress=False, num_samples=8, record=False)
   assert seen == [3] and small['score'] == full['score']
-  monkeypatch.setattr(train_lib, 'free_memory_bytes', lambda device=None: 1000)
+  monkeypatch.setattr(eval_run, 'free_memory_bytes', lambda device=None: 1000)
   code, _, err = _nar(['evaluate', str(out), '--size', '12', '--samples', '8',
                        '--quiet'])
   assert code == 2 and 'needs about' in err and 'Traceback' not in err
