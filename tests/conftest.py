@@ -54,3 +54,18 @@ def _persistent_cache_only_inside_runs():
   if jax.config.jax_compilation_cache_dir is not None:
     jax.config.update('jax_compilation_cache_dir', None)
     compilation_cache.reset_cache()
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _compiled_programs_freed_between_modules():
+  """A worker keeps what its runs compiled (`nar.run_programs._JITTED`, the
+  program store's executables, JAX's jit caches) for the next run of the same
+  configuration; across a whole suite that grew a worker to 9 GB here. Within a
+  module runs share them; each module ends with them freed."""
+  yield
+  import jax
+  from nar import compilation, run_programs
+  run_programs._JITTED.clear()   # pylint: disable=protected-access
+  with compilation.ProgramStore._lock:   # pylint: disable=protected-access
+    compilation.ProgramStore._compiled.clear()   # pylint: disable=protected-access
+  jax.clear_caches()
