@@ -41,6 +41,8 @@ def collect_tests(s: '_Scores') -> dict:
           mine, base = s.by_size.get((a, m, n), {}), s.by_size.get((a, c, n), {})
         tests[key] = paired_test(mine, base, s.provenance.get((a, m)), s.provenance.get((a, c)),
                                  s.equivalent_code)
+        if tests[key] is not None:
+          tests[key].complete = s.complete.get((a, m), True) and s.complete.get((a, c), True)
   holm([t for t in tests.values() if t is not None])
   return tests
 
@@ -53,11 +55,11 @@ def _paired_difference(s: _Scores, algorithm: str, method: str) -> str:
 def _family_note(s: _Scores) -> list[str]:
   """What the p-values are adjusted over, and what the marks mean."""
   counted = [t for t in s.tests.values() if t is not None and t.p is not None]
-  claims = sum(t.holm_p < ALPHA for t in counted)
+  claims = sum(t.holm_p < ALPHA and t.complete for t in counted)
   lines = ['', f'Multiple comparisons: the family is every paired comparison this report shows '
            f'with at least two seeds ({len(counted)} intervals, all tables and test sizes); '
            f'p is the two-sided paired t-test, "Holm" its Holm-adjusted value over that '
-           f'family; **claim**: adjusted p < {ALPHA} ({claims} of {len(counted)}). An '
+           f'family; **claim**: adjusted p < {ALPHA} in a complete cell ({claims} of {len(counted)}). An '
            'unadjusted interval that excludes zero is not a claim.']
   marks = {m for t in s.tests.values() if t is not None for m in t.mixed}
   if 'backend' in marks:

@@ -43,12 +43,15 @@ class PairedTest:
     holm_p: `p` adjusted by Holm's method over the report's family of tests.
     mixed: marks of what differs between paired runs: 'backend' (e.g. GPU
       against CPU), 'code' (another commit, a modified tree, or not recorded).
+    complete: both columns have the seeds the grid asks for; an incomplete
+      comparison is shown, adjusted, but never called a claim.
   """
   diffs: list
   ci: Optional[tuple]
   p: Optional[float]
   holm_p: Optional[float] = None
   mixed: tuple = ()
+  complete: bool = True
 
   @property
   def mean(self) -> float:
@@ -119,5 +122,7 @@ def format_test(test: Optional[PairedTest], with_wins: bool) -> str:
   if test.p is not None:
     text += f' p{_p_value(test.p)}'
     if test.holm_p is not None:
-      text += f', Holm{_p_value(test.holm_p)}' + (' **claim**' if test.holm_p < ALPHA else '')
+      text += f', Holm{_p_value(test.holm_p)}' + (
+          ('' if test.holm_p >= ALPHA else ' **claim**' if test.complete
+           else ' (incomplete cell: no claim)'))
   return text + ''.join(MIXED_MARKS[m] for m in test.mixed)
