@@ -431,10 +431,9 @@ def test_t_interval_matches_students_t():
   assert stats.t_interval(xs) == pytest.approx(ref, abs=1e-3)
 
 
-def test_a_comparison_of_an_incomplete_cell_is_never_a_claim(tmp_path):
-  """Three of the five seeds a grid asks for: the interval and its adjusted p
-  are shown, but no claim is made from a partial cell."""
-  out = tmp_path / 'g'
+def _three_seeds_ten_points_apart(out, evaluations: bool = False) -> None:
+  """bfs results of baseline and hint_relic, seeds 0-2, hint_relic 10 points ahead
+  on every seed (and, with `evaluations`, at n = 16 and 128 too)."""
   for method, base in (('baseline', 0.5), ('hint_relic', 0.6)):
     for seed in (0, 1, 2):
       d = out / 'bfs' / method / f'seed{seed}'
@@ -442,6 +441,16 @@ def test_a_comparison_of_an_incomplete_cell_is_never_a_claim(tmp_path):
       json.dump({'algorithm': 'bfs', 'method': method, 'seed': seed, 'test_size': 64,
                  'test_score': base + 0.01 * seed, 'best_val': {'score': 0.9, 'step': 5}},
                 open(d / 'results.json', 'w'))
+      if evaluations:
+        json.dump({'16': {'score': base + 0.3}, '128': {'score': base - 0.2 - 0.01 * seed}},
+                  open(d / 'evaluations.json', 'w'))
+
+
+def test_a_comparison_of_an_incomplete_cell_is_never_a_claim(tmp_path):
+  """Three of the five seeds a grid asks for: the interval and its adjusted p
+  are shown, but no claim is made from a partial cell."""
+  out = tmp_path / 'g'
+  _three_seeds_ten_points_apart(out)
   sw.record_grid(str(out), 'mid', ['bfs'], ['baseline', 'hint_relic'], 5)
   text = report(str(out), plots=False)
   row = next(line for line in text.splitlines() if line.startswith('| bfs |') and '(3)' in line)
@@ -453,15 +462,7 @@ def test_a_comparison_of_an_incomplete_cell_is_never_a_claim(tmp_path):
 
 def test_report_shows_paired_intervals_and_ood_against_test_size(tmp_path):
   out = tmp_path / 'g'
-  for method, base in (('baseline', 0.5), ('hint_relic', 0.6)):
-    for seed in (0, 1, 2):
-      d = out / 'bfs' / method / f'seed{seed}'
-      d.mkdir(parents=True)
-      json.dump({'algorithm': 'bfs', 'method': method, 'seed': seed, 'test_size': 64,
-                 'test_score': base + 0.01 * seed, 'best_val': {'score': 0.9, 'step': 5}},
-                open(d / 'results.json', 'w'))
-      json.dump({'16': {'score': base + 0.3}, '128': {'score': base - 0.2 - 0.01 * seed}},
-                open(d / 'evaluations.json', 'w'))
+  _three_seeds_ten_points_apart(out, evaluations=True)
   text = report(str(out), plots=True)
   row = next(line for line in text.splitlines() if line.startswith('| bfs |') and '(3)' in line)
   # Every seed exactly +10 points: interval of zero width.
