@@ -231,6 +231,12 @@ class ProgramStore:
   _KEEP = 64
   _lock = threading.Lock()
 
+  @classmethod
+  def forget_compiled(cls) -> None:
+    """Drops the programs compiled in this process (the files stay)."""
+    with cls._lock:
+      cls._compiled.clear()
+
   def __init__(self, directory: str, context: str):
     self.directory = directory
     self._context = hashlib.sha256(context.encode()).hexdigest()

@@ -112,6 +112,13 @@ class _RunPrograms:
 # (seconds a program) and finds its executables compiled.
 _JITTED: collections.OrderedDict = collections.OrderedDict()
 _JITTED_KEEP = 8
+
+
+def forget_compiled() -> None:
+  """This process's compiled programs dropped, as a new process starts: the
+  jitted programs of its runs and the program store's executables."""
+  _JITTED.clear()
+  ProgramStore.forget_compiled()
 # Settings that reach no traced function (only host-side work, or the shapes of
 # the arguments: those are the programs' own cache keys).
 _UNTRACED = ('seed', 'out', 'steps', 'prefetch', 'log_every', 'sampling_processes',

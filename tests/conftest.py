@@ -64,8 +64,6 @@ def _compiled_programs_freed_between_modules():
   module runs share them; each module ends with them freed."""
   yield
   import jax
-  from nar import compilation, run_programs
-  run_programs._JITTED.clear()   # pylint: disable=protected-access
-  with compilation.ProgramStore._lock:   # pylint: disable=protected-access
-    compilation.ProgramStore._compiled.clear()   # pylint: disable=protected-access
+  from nar import run_programs
+  run_programs.forget_compiled()
   jax.clear_caches()

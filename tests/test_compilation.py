@@ -222,7 +222,6 @@ def test_another_process_reads_the_traced_programs_and_trains_the_same(tmp_path,
   nothing, and its programs train to the same parameters bit for bit. A torn
   entry is traced again."""
   import os
-  from nar.compilation import ProgramStore
 
   def config(out):
     return TrainConfig(algorithm='bfs', steps=2, hidden=4, batch_size=4, eval_every=2,
@@ -230,17 +229,14 @@ def test_another_process_reads_the_traced_programs_and_trains_the_same(tmp_path,
                        eval_batch_size=4, out=str(tmp_path / out), seed=1,
                        cache_dir=str(tmp_path / 'cache')).validate()
 
-  def forget():
-    run_programs._JITTED.clear()
-    ProgramStore._compiled.clear()
   monkeypatch.setenv('NAR_COMPILE_CACHE', str(tmp_path / 'xla'))    # this test's own
-  forget()
+  run_programs.forget_compiled()
   first = train_module.train(config('a'), progress=False)
   store = str(tmp_path / 'xla' / 'traced')
   entries = sorted(os.listdir(store))
   assert [e.split('-')[0] for e in entries] == ['init', 'predict0', 'predict0', 'update0']
   written = {e: os.stat(os.path.join(store, e)).st_mtime_ns for e in entries}
-  forget()
+  run_programs.forget_compiled()
   with CompileLog() as log:
     again = train_module.train(config('b'), progress=False)
   # Nothing traced and exported again (the entries untouched), and the store's
@@ -258,7 +254,7 @@ def test_another_process_reads_the_traced_programs_and_trains_the_same(tmp_path,
   update = os.path.join(store, entries[-1])
   with open(update, 'r+b') as f:
     f.truncate(100)
-  forget()
+  run_programs.forget_compiled()
   with CompileLog() as log:
     train_module.train(config('c'), progress=False)
   assert log.trace_s > 0 and os.path.getsize(update) > 100
